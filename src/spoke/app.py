@@ -1,0 +1,109 @@
+"""`create_app(runtime)`: the HTTP API, from a runtime built by `spoke.runtime`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from spoke import __version__
+from spoke.core.errors import ServiceUnavailable, install_handlers, responses
+from spoke.core.http import RequestContextMiddleware
+from spoke.core.jobs import EmbeddedWorker
+from spoke.core.migrate import ensure_migrated
+from spoke.deps import Services
+from spoke.runtime import Runtime
+from spoke.users import endpoints as users_endpoints
+from spoke.users import import_endpoints
+from spoke.workspaces import endpoints as workspace_endpoints
+
+DESCRIPTION = """
+Spoke connects your product's users to HubSpot and to their devices.
+
+**Authentication.** Server calls send a key pair as `X-Api-Key` + `X-Secret-Key` headers,
+or as HTTP Basic (key id as user name, secret as password). App calls (`/v1/client/...`)
+send the workspace's public `X-Client-Key`.
+
+**Errors** are `application/problem+json` documents (RFC 9457) with a stable `code`.
+**Writes** accept an `Idempotency-Key` header; a retry with the same key is applied once.
+**Lists** are cursor-paginated: pass `next_cursor` back as `cursor`.
+"""
+
+
+def create_app(
+    runtime: Runtime, *, embedded_worker: bool = False, check_migrations: bool = True
+) -> FastAPI:
+    settings = runtime.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if check_migrations:
+            await run_in_threadpool(ensure_migrated, runtime.engine)
+        worker = EmbeddedWorker(runtime.jobs) if embedded_worker else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop)
+
+    app = FastAPI(
+        title="Spoke",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.sessions = runtime.sessions
+    app.state.services = Services(settings, runtime.encryptor, runtime.jobs, runtime.metrics)
+    install_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=runtime.metrics,
+        max_body_bytes=settings.api.max_body_bytes,
+    )
+    for router in (
+        workspace_endpoints.router,
+        users_endpoints.router,
+        users_endpoints.client_router,
+        import_endpoints.router,
+    ):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses=responses(ServiceUnavailable))
+    def readyz() -> dict[str, str]:
+        """The database and the job queue answer."""
+        try:
+            with runtime.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            raise ServiceUnavailable("The database is unreachable.") from exc
+        try:
+            runtime.jobs.ping()
+        except Exception as exc:
+            raise ServiceUnavailable("The job queue is unreachable.") from exc
+        return {"status": "ready", "database": "ok", "queue": "ok"}
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,104 @@
+"""`spoke serve`, `spoke worker`, `spoke demo`: the processes."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import typer
+import uvicorn
+
+from spoke.cli.common import console, err_console, runtime, settings
+from spoke.core import migrate
+from spoke.core.db import session_scope
+from spoke.runtime import Runtime
+
+
+def _require_migrated(rt: Runtime) -> None:
+    try:
+        migrate.ensure_migrated(rt.engine)
+    except migrate.DatabaseNotMigrated as exc:
+        err_console.print(f"[red]Refusing to start:[/red] {exc.detail}")
+        raise typer.Exit(1) from None
+
+
+def _run_http(rt: Runtime, host: str, port: int, *, embedded_worker: bool) -> None:
+    from spoke.app import create_app
+
+    app = create_app(rt, embedded_worker=embedded_worker)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True
+    )
+    uvicorn.Server(config).run()
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Interface (default SPOKE_HTTP__HOST)."),
+    port: int | None = typer.Option(None, help="Port (default SPOKE_HTTP__PORT)."),
+) -> None:
+    """Run the HTTP API. Without SPOKE_REDIS_URL the job worker runs inside it too."""
+    rt = runtime()
+    _require_migrated(rt)
+    embedded = rt.settings.redis_url is None
+    console.print(
+        f"Spoke on http://{host or rt.settings.http.host}:{port or rt.settings.http.port}"
+        f" (jobs: {'in-process' if embedded else 'redis, run `spoke worker`'})"
+    )
+    _run_http(
+        rt, host or rt.settings.http.host, port or rt.settings.http.port, embedded_worker=embedded
+    )
+
+
+def worker(
+    workers: int | None = typer.Option(None, help="Worker threads (default SPOKE_JOBS__WORKERS)."),
+) -> None:
+    """Run a job consumer. Start as many as you like, on as many machines."""
+    rt = runtime()
+    _require_migrated(rt)
+    console.print(
+        f"Spoke worker {rt.jobs.worker_id} ({'redis' if rt.settings.redis_url else 'sqlite'} queue)"
+    )
+    rt.jobs.consumer(workers=workers).run()
+
+
+def demo(
+    port: int = typer.Option(8000, help="Port for the API."),
+    hubspot_port: int = typer.Option(8100, help="Port for the HubSpot sandbox (0: don't start)."),
+) -> None:
+    """Everything on one machine: SQLite, in-process jobs, sandboxes and demo data."""
+    current = settings()
+    migrate.upgrade(current.database_url)
+    rt = runtime(current)
+    from spoke.demo import seed
+
+    with session_scope(rt.sessions) as session:
+        creds = seed(session, rt.encryptor)
+    sandbox_url = _start_sandboxes(hubspot_port) if hubspot_port else None
+    base = f"http://127.0.0.1:{port}"
+    console.rule("[bold]Spoke demo")
+    console.print(f"API docs:      {base}/docs")
+    console.print(f"Workspace:     {creds.workspace.slug} ({creds.workspace.id})")
+    console.print(f"X-Api-Key:     {creds.key_id}")
+    console.print(f"X-Secret-Key:  {creds.secret}")
+    console.print(f"X-Client-Key:  {creds.workspace.client_key}")
+    if sandbox_url:
+        console.print(f"HubSpot sandbox: {sandbox_url}  (admin API under /_sandbox/)")
+    console.print("Try:")
+    console.print(
+        f"  curl -s -u {creds.key_id}:{creds.secret} '{base}/v1/users?limit=3'", soft_wrap=True
+    )
+    console.rule()
+    _run_http(rt, "127.0.0.1", port, embedded_worker=True)
+
+
+def _start_sandboxes(hubspot_port: int) -> str | None:
+    try:
+        from spoke.sandbox.hubspot.app import serve as serve_hubspot
+    except ImportError:
+        return None
+    kwargs: dict[str, Any] = {"host": "127.0.0.1", "port": hubspot_port}
+    thread = threading.Thread(
+        target=serve_hubspot, kwargs=kwargs, name="hubspot-sandbox", daemon=True
+    )
+    thread.start()
+    return f"http://127.0.0.1:{hubspot_port}"

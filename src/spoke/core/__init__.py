@@ -1,0 +1,1 @@
+"""Cross-cutting building blocks: database, jobs, errors, crypto, HTTP plumbing."""

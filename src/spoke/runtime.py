@@ -1,0 +1,42 @@
+"""The composition root: turns `Settings` into the engine, sessions, job runtime and the
+rest, once per process. Domains never build these themselves; they are passed in."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoke.config import Settings
+from spoke.core.crypto import Encryptor
+from spoke.core.db import make_engine, make_session_factory
+from spoke.core.jobs import JobRuntime, build_huey
+from spoke.core.metrics import Metrics
+
+# Modules that declare jobs; imported before the job runtime binds them to a queue.
+TASK_MODULES = ("spoke.core.tasks", "spoke.users.tasks")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    encryptor: Encryptor
+    jobs: JobRuntime
+    metrics: Metrics
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings, *, queue_name: str = "spoke") -> Runtime:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    encryptor = Encryptor(settings.secret_keys())
+    jobs = JobRuntime(settings, sessions, build_huey(settings, name=queue_name), encryptor)
+    return Runtime(settings, engine, sessions, encryptor, jobs, Metrics())

@@ -1,0 +1,1 @@
+"""The app side: users, their custom fields, tags and lists, the change feed, and imports."""

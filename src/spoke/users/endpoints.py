@@ -1,0 +1,587 @@
+"""App users over HTTP: `/v1/users`, `/v1/fields`, `/v1/lists`, and the client routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from pydantic import ValidationError, WithJsonSchema
+
+from spoke.core.errors import InvalidInput, responses
+from spoke.core.http import TransactionalRoute
+from spoke.core.pagination import Page
+from spoke.deps import AppServices, Db
+from spoke.users import changes as feed
+from spoke.users import fields, lists, schemas, service
+from spoke.users.changes import Origin
+from spoke.users.schemas import EXTERNAL_ID_PATTERN, UserBatchItem, UserFields
+from spoke.users.service import Outcome, WriteItem
+from spoke.workspaces.auth import (
+    ClientIdempotent,
+    ClientWorkspace,
+    Idempotent,
+    ServerCaller,
+    verify_identity,
+)
+from spoke.workspaces.service import Caller
+
+router = APIRouter(prefix="/v1", tags=["users"], route_class=TransactionalRoute)
+client_router = APIRouter(prefix="/v1/client", tags=["client"], route_class=TransactionalRoute)
+
+ExternalIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=255,
+        pattern=EXTERNAL_ID_PATTERN,
+        description="Your id for the user.",
+    ),
+]
+
+
+def _origin(request: Request, caller: Caller, origin: str = "api") -> Origin:
+    return Origin(
+        caller.workspace_id, origin, caller.actor, getattr(request.state, "request_id", None)
+    )
+
+
+def _one(session: Db, workspace_id: str, external_id: str) -> dict[str, Any]:
+    return service.render(session, [service.get_user(session, workspace_id, external_id)])[0]
+
+
+def _raise_item_error(outcome: Outcome) -> None:
+    if outcome.error is None:
+        return
+    if outcome.error.code == service.UserDeleted.code:
+        raise service.UserDeleted(outcome.error.detail)
+    raise InvalidInput(
+        outcome.error.detail,
+        errors=[
+            {"field": f"body.{e['field']}", "message": e["message"], "type": e["type"]}
+            for e in outcome.error.errors or []
+        ],
+    )
+
+
+# -- users ------------------------------------------------------------------------------
+
+
+@router.put(
+    "/users/{external_id}",
+    response_model=schemas.User,
+    responses={
+        201: {"model": schemas.User, "description": "Created"},
+        **responses(service.UserDeleted),
+    },
+    dependencies=[Idempotent],
+)
+def put_user(
+    external_id: ExternalIdPath,
+    body: UserFields,
+    caller: ServerCaller,
+    session: Db,
+    request: Request,
+    response: Response,
+) -> object:
+    """Create the user, or replace its profile: fields left out are cleared, `custom` is
+    replaced, and `tags`, when given, replace all tags."""
+    outcome = service.write_users(
+        session, _origin(request, caller), [WriteItem(external_id, body, replace=True)]
+    )[0]
+    _raise_item_error(outcome)
+    if outcome.status == "created":
+        response.status_code = status.HTTP_201_CREATED
+    return _one(session, caller.workspace_id, external_id)
+
+
+@router.patch(
+    "/users/{external_id}",
+    response_model=schemas.User,
+    responses=responses(service.UserNotFound),
+    dependencies=[Idempotent],
+)
+def patch_user(
+    external_id: ExternalIdPath,
+    body: UserFields,
+    caller: ServerCaller,
+    session: Db,
+    request: Request,
+) -> object:
+    """Change only the fields given; `custom` and `tags` are merged key by key."""
+    service.get_user(session, caller.workspace_id, external_id)
+    outcome = service.write_users(
+        session, _origin(request, caller), [WriteItem(external_id, body)]
+    )[0]
+    _raise_item_error(outcome)
+    return _one(session, caller.workspace_id, external_id)
+
+
+@router.get(
+    "/users/{external_id}", response_model=schemas.User, responses=responses(service.UserNotFound)
+)
+def get_user(
+    external_id: ExternalIdPath, caller: ServerCaller, session: Db, include_deleted: bool = False
+) -> object:
+    """One user. Deleted users answer 404 unless `include_deleted=true`."""
+    user = service.get_user(
+        session, caller.workspace_id, external_id, include_deleted=include_deleted
+    )
+    return service.render(session, [user])[0]
+
+
+@router.delete(
+    "/users/{external_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(service.UserNotFound),
+    dependencies=[Idempotent],
+)
+def delete_user(
+    external_id: ExternalIdPath, caller: ServerCaller, session: Db, request: Request
+) -> None:
+    """Soft-delete the user: hidden from reads and sends, restorable with `/restore`."""
+    service.delete_user(session, _origin(request, caller), external_id)
+
+
+@router.post(
+    "/users/{external_id}/restore",
+    response_model=schemas.User,
+    responses=responses(service.UserNotFound),
+    dependencies=[Idempotent],
+)
+def restore_user(
+    external_id: ExternalIdPath, caller: ServerCaller, session: Db, request: Request
+) -> object:
+    """Bring a soft-deleted user back, with everything it had."""
+    user = service.restore_user(session, _origin(request, caller), external_id)
+    return service.render(session, [user])[0]
+
+
+@router.patch(
+    "/users/{external_id}/tags",
+    response_model=schemas.User,
+    responses=responses(service.UserNotFound),
+    dependencies=[Idempotent],
+)
+def patch_tags(
+    external_id: ExternalIdPath,
+    body: schemas.TagsPatch,
+    caller: ServerCaller,
+    session: Db,
+    request: Request,
+) -> object:
+    """Set tags; a value of `""` deletes that key. Other tags are kept."""
+    service.patch_tags(session, _origin(request, caller), external_id, body.tags)
+    return _one(session, caller.workspace_id, external_id)
+
+
+@router.get(
+    "/users/{external_id}/changes",
+    response_model=list[schemas.UserChange],
+    responses=responses(service.UserNotFound),
+)
+def user_changes(
+    external_id: ExternalIdPath,
+    caller: ServerCaller,
+    session: Db,
+    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> object:
+    """The user's history: every change, who made it and where it came from."""
+    user = service.get_user(session, caller.workspace_id, external_id, include_deleted=True)
+    return feed.for_user(session, user.id, after_seq=after_seq, limit=limit)
+
+
+@router.get("/changes", response_model=list[schemas.UserChange], responses=responses())
+def workspace_changes(
+    caller: ServerCaller,
+    session: Db,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> object:
+    """The workspace's change feed in commit order; poll with the last `seq` you saw."""
+    return feed.feed(session, caller.workspace_id, after_seq=after_seq, limit=limit)
+
+
+@router.get("/users", response_model=Page[schemas.User], responses=responses(lists.ListNotFound))
+def list_users(
+    caller: ServerCaller,
+    session: Db,
+    services: AppServices,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    list_id: Annotated[str | None, Query(alias="list", max_length=40)] = None,
+    tag: Annotated[
+        str | None, Query(max_length=128, description="Users having this tag key.")
+    ] = None,
+    tag_value: Annotated[
+        str | None, Query(max_length=1024, description="With `tag`: the value it must have.")
+    ] = None,
+    updated_since: datetime | None = None,
+    include_deleted: bool = False,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> object:
+    """Users, newest last; filter by email, list, tag and update time; page with `cursor`."""
+    if email is not None:
+        from spoke.users.validation import normalise_email
+
+        try:
+            email = normalise_email(email)
+        except ValueError as exc:
+            raise InvalidInput(
+                str(exc),
+                errors=[{"field": "query.email", "message": str(exc), "type": "invalid_email"}],
+            ) from None
+    if list_id is not None:
+        lists.get_list(session, caller.workspace_id, list_id)
+    if tag_value is not None and tag is None:
+        raise InvalidInput("`tag_value` needs `tag`.")
+    if updated_since is not None and updated_since.tzinfo is None:
+        raise InvalidInput("`updated_since` needs a time zone, e.g. 2026-01-01T00:00:00Z.")
+    page_size = min(
+        limit or services.settings.api.page_size_default, services.settings.api.page_size_max
+    )
+    flt = service.UserFilter(
+        email=email,
+        list_id=list_id,
+        tag_key=tag,
+        tag_value=tag_value,
+        updated_since=updated_since,
+        include_deleted=include_deleted,
+    )
+    users, next_cursor = service.list_users(
+        session, caller.workspace_id, flt, limit=page_size, cursor=cursor
+    )
+    return {"data": service.render(session, users), "next_cursor": next_cursor}
+
+
+BatchItems = Annotated[
+    list[Annotated[dict[str, Any], WithJsonSchema(UserBatchItem.model_json_schema())]],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "items": UserBatchItem.model_json_schema(),
+        }
+    ),
+]
+
+
+class _BatchBody(schemas.Input):
+    items: BatchItems
+
+
+@router.post(
+    "/users/batch",
+    response_model=schemas.UserBatchResponse,
+    responses=responses(),
+    dependencies=[Idempotent],
+)
+def batch_upsert(
+    body: _BatchBody, caller: ServerCaller, session: Db, services: AppServices, request: Request
+) -> object:
+    """Upsert up to 1,000 users. Each item creates its user or changes only the fields it
+    names (like PATCH). Bad items are reported one by one; the rest are written."""
+    limit = services.settings.api.max_batch_users
+    if not body.items or len(body.items) > limit:
+        raise InvalidInput(
+            f"A batch holds 1 to {limit} items.",
+            errors=[
+                {"field": "body.items", "message": f"1 to {limit} items", "type": "batch_size"}
+            ],
+        )
+    valid: list[tuple[int, WriteItem]] = []
+    results: list[Outcome] = []
+    for index, raw in enumerate(body.items):
+        try:
+            item = UserBatchItem.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {
+                    "field": ".".join(str(p) for p in e["loc"]),
+                    "message": e["msg"].removeprefix("Value error, "),
+                    "type": e["type"],
+                }
+                for e in exc.errors()
+            ]
+            ext = raw.get("external_id")
+            results.append(
+                Outcome(
+                    index,
+                    ext if isinstance(ext, str) else None,
+                    "error",
+                    error=schemas.ItemError(
+                        code="invalid_input",
+                        detail="; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                        errors=errors,
+                    ),
+                )
+            )
+            continue
+        values = UserFields.model_validate(
+            item.model_dump(exclude={"external_id"}, exclude_unset=True)
+        )
+        valid.append((index, WriteItem(item.external_id, values)))
+    origin = _origin(request, caller)
+    written = service.write_users(session, origin, [w for _, w in valid])
+    for (index, _), outcome in zip(valid, written, strict=True):
+        outcome.index = index
+        results.append(outcome)
+    results.sort(key=lambda r: r.index)
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "error": 0}
+    for r in results:
+        counts[r.status] += 1
+    services.metrics.user_writes.labels("created").inc(counts["created"])
+    services.metrics.user_writes.labels("updated").inc(counts["updated"])
+    return {
+        "created": counts["created"],
+        "updated": counts["updated"],
+        "unchanged": counts["unchanged"],
+        "failed": counts["error"],
+        "results": [r.__dict__ for r in results],
+    }
+
+
+# -- custom fields ----------------------------------------------------------------------
+
+
+FieldNamePath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+@router.get(
+    "/fields", response_model=list[schemas.CustomField], tags=["fields"], responses=responses()
+)
+def list_fields(caller: ServerCaller, session: Db) -> object:
+    """The workspace's custom user fields."""
+    return fields.list_fields(session, caller.workspace_id)
+
+
+@router.post(
+    "/fields",
+    response_model=schemas.CustomField,
+    status_code=status.HTTP_201_CREATED,
+    tags=["fields"],
+    responses=responses(fields.FieldExists),
+    dependencies=[Idempotent],
+)
+def create_field(body: schemas.CustomFieldCreate, caller: ServerCaller, session: Db) -> object:
+    """Declare a custom field; user values are then checked against its type."""
+    return fields.create_field(
+        session,
+        caller.workspace_id,
+        name=body.name,
+        label=body.label,
+        type_=body.type,
+        options=body.options,
+    )
+
+
+@router.get(
+    "/fields/{name}",
+    response_model=schemas.CustomField,
+    tags=["fields"],
+    responses=responses(fields.FieldNotFound),
+)
+def get_field(name: FieldNamePath, caller: ServerCaller, session: Db) -> object:
+    """One custom field."""
+    return fields.get_field(session, caller.workspace_id, name)
+
+
+@router.patch(
+    "/fields/{name}",
+    response_model=schemas.CustomField,
+    tags=["fields"],
+    responses=responses(fields.FieldNotFound, fields.OptionInUse),
+    dependencies=[Idempotent],
+)
+def update_field(
+    name: FieldNamePath, body: schemas.CustomFieldUpdate, caller: ServerCaller, session: Db
+) -> object:
+    """Relabel a field or change an enumeration's options (options in use stay)."""
+    found = fields.get_field(session, caller.workspace_id, name)
+    return fields.update_field(session, found, label=body.label, options=body.options)
+
+
+@router.delete(
+    "/fields/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["fields"],
+    responses=responses(fields.FieldNotFound),
+    dependencies=[Idempotent],
+)
+def delete_field(name: FieldNamePath, caller: ServerCaller, session: Db) -> None:
+    """Delete a field and its values on every user."""
+    fields.delete_field(session, fields.get_field(session, caller.workspace_id, name))
+
+
+# -- lists --------------------------------------------------------------------------------
+
+ListIdPath = Annotated[str, Path(min_length=1, max_length=40)]
+
+
+@router.get("/lists", response_model=list[schemas.UserList], tags=["lists"], responses=responses())
+def list_lists(caller: ServerCaller, session: Db) -> object:
+    """All lists with their member counts and what uses them."""
+    return lists.render(session, lists.list_lists(session, caller.workspace_id))
+
+
+@router.post(
+    "/lists",
+    response_model=schemas.UserList,
+    status_code=status.HTTP_201_CREATED,
+    tags=["lists"],
+    responses=responses(lists.ListNameTaken),
+    dependencies=[Idempotent],
+)
+def create_list(body: schemas.UserListCreate, caller: ServerCaller, session: Db) -> object:
+    """Create an empty list."""
+    created = lists.create_list(
+        session, caller.workspace_id, name=body.name, description=body.description
+    )
+    return lists.render(session, [created])[0]
+
+
+@router.get(
+    "/lists/{list_id}",
+    response_model=schemas.UserList,
+    tags=["lists"],
+    responses=responses(lists.ListNotFound),
+)
+def get_list(list_id: ListIdPath, caller: ServerCaller, session: Db) -> object:
+    """One list. Its members: `GET /v1/users?list={list_id}`."""
+    return lists.render(session, [lists.get_list(session, caller.workspace_id, list_id)])[0]
+
+
+@router.patch(
+    "/lists/{list_id}",
+    response_model=schemas.UserList,
+    tags=["lists"],
+    responses=responses(lists.ListNotFound, lists.ListNameTaken),
+    dependencies=[Idempotent],
+)
+def update_list(
+    list_id: ListIdPath, body: schemas.UserListUpdate, caller: ServerCaller, session: Db
+) -> object:
+    """Rename a list or change its description."""
+    found = lists.get_list(session, caller.workspace_id, list_id)
+    return lists.render(
+        session, [lists.update_list(session, found, name=body.name, description=body.description)]
+    )[0]
+
+
+@router.delete(
+    "/lists/{list_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["lists"],
+    responses=responses(lists.ListNotFound, lists.ListInUse),
+    dependencies=[Idempotent],
+)
+def delete_list(list_id: ListIdPath, caller: ServerCaller, session: Db, request: Request) -> None:
+    """Delete a list (its users stay). Refused while something, e.g. a sync, uses it."""
+    lists.delete_list(
+        session, _origin(request, caller), lists.get_list(session, caller.workspace_id, list_id)
+    )
+
+
+@router.post(
+    "/lists/{list_id}/members",
+    response_model=schemas.MembershipResult,
+    tags=["lists"],
+    responses=responses(lists.ListNotFound),
+    dependencies=[Idempotent],
+)
+def add_members(
+    list_id: ListIdPath,
+    body: schemas.MembershipChange,
+    caller: ServerCaller,
+    session: Db,
+    request: Request,
+) -> object:
+    """Add up to 1,000 users to the list by external id."""
+    found = lists.get_list(session, caller.workspace_id, list_id)
+    changed, unchanged, missing = lists.change_membership(
+        session, _origin(request, caller), found, body.external_ids, add=True
+    )
+    return {"changed": changed, "unchanged": unchanged, "not_found": missing}
+
+
+@router.post(
+    "/lists/{list_id}/members/remove",
+    response_model=schemas.MembershipResult,
+    tags=["lists"],
+    responses=responses(lists.ListNotFound),
+    dependencies=[Idempotent],
+)
+def remove_members(
+    list_id: ListIdPath,
+    body: schemas.MembershipChange,
+    caller: ServerCaller,
+    session: Db,
+    request: Request,
+) -> object:
+    """Remove up to 1,000 users from the list by external id."""
+    found = lists.get_list(session, caller.workspace_id, list_id)
+    changed, unchanged, missing = lists.change_membership(
+        session, _origin(request, caller), found, body.external_ids, add=False
+    )
+    return {"changed": changed, "unchanged": unchanged, "not_found": missing}
+
+
+# -- client routes (public client key) ------------------------------------------------------
+
+
+class ClientUserUpdate(schemas.Input):
+    language: str | None = None
+    timezone: str | None = None
+    country: str | None = None
+    tags: dict[str, Annotated[str, schemas.StringConstraints(max_length=1024)]] | None = None
+
+
+IdentityToken = Annotated[
+    str | None,
+    Header(
+        alias="X-Identity-Token",
+        max_length=128,
+        description="Hex HMAC-SHA256 of the external id with the workspace's identity secret; "
+        "required when the workspace turns identity verification on.",
+    ),
+]
+
+
+@client_router.patch(
+    "/users/{external_id}",
+    response_model=schemas.User,
+    responses=responses(service.UserDeleted),
+    dependencies=[ClientIdempotent],
+)
+def client_update_user(
+    external_id: ExternalIdPath,
+    body: ClientUserUpdate,
+    workspace: ClientWorkspace,
+    session: Db,
+    services: AppServices,
+    request: Request,
+    identity_token: IdentityToken = None,
+) -> object:
+    """From the app: create the user on first sight and set what the device knows
+    (language, time zone, country, tags)."""
+    verify_identity(services, workspace, external_id, identity_token)
+    try:
+        values = UserFields.model_validate(body.model_dump(exclude_unset=True))
+    except ValidationError as exc:
+        raise InvalidInput(
+            "Invalid values.",
+            errors=[
+                {
+                    "field": "body." + ".".join(str(p) for p in e["loc"]),
+                    "message": e["msg"].removeprefix("Value error, "),
+                    "type": e["type"],
+                }
+                for e in exc.errors()
+            ],
+        ) from None
+    origin = Origin(workspace.id, "client", "client", getattr(request.state, "request_id", None))
+    outcome = service.write_users(session, origin, [WriteItem(external_id, values)])[0]
+    _raise_item_error(outcome)
+    return _one(session, workspace.id, external_id)

@@ -1,0 +1,1 @@
+"""Tenants: workspaces, their members and roles, and the keys that authenticate callers."""
