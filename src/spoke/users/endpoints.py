@@ -98,7 +98,7 @@ def put_user(
 @router.patch(
     "/users/{external_id}",
     response_model=schemas.User,
-    responses=responses(service.UserNotFound),
+    responses=responses(service.UserNotFound, service.UserDeleted),
     dependencies=[Idempotent],
 )
 def patch_user(
@@ -109,7 +109,8 @@ def patch_user(
     request: Request,
 ) -> object:
     """Change only the fields given; `custom` and `tags` are merged key by key."""
-    service.get_user(session, caller.workspace_id, external_id)
+    # 404 for a user that never existed; a deleted one answers 409 `user_deleted` like PUT.
+    service.get_user(session, caller.workspace_id, external_id, include_deleted=True)
     outcome = service.write_users(
         session, _origin(request, caller), [WriteItem(external_id, body)]
     )[0]
@@ -160,7 +161,7 @@ def restore_user(
 @router.patch(
     "/users/{external_id}/tags",
     response_model=schemas.User,
-    responses=responses(service.UserNotFound),
+    responses=responses(service.UserNotFound, service.UserDeleted),
     dependencies=[Idempotent],
 )
 def patch_tags(

@@ -192,9 +192,7 @@ def change_membership(
                 User.external_id.in_(wanted),
                 User.deleted_at.is_(None),
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     missing = [ext for ext in wanted if ext not in users]
     current = set(

@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -42,12 +43,13 @@ class UserFields(Input):
     upserts and cleared by PUT; `null` or `""` clears a field."""
 
     email: str | None = Field(None, max_length=320, description="Trimmed, lower-cased, validated.")
+    # `country` comes before `phone`: the phone's validator reads it (fields validate in order).
+    country: str | None = Field(None, max_length=8, description="ISO 3166-1 alpha-2.")
     phone: str | None = Field(
         None, max_length=40, description="Any format with a country; stored as E.164."
     )
     first_name: Name | None = None
     last_name: Name | None = None
-    country: str | None = Field(None, max_length=8, description="ISO 3166-1 alpha-2.")
     industry: Name | None = None
     company: Name | None = None
     language: str | None = Field(None, max_length=35, description="BCP 47, e.g. `ko`, `pt-BR`.")
@@ -98,13 +100,13 @@ class UserFields(Input):
                 validation.check_tag_key(key)
         return value
 
-    @model_validator(mode="after")
-    def _phone(self) -> UserFields:
-        # The phone is parsed after the country so "010-1234-5678" + KR works.
-        if self.phone is not None:
-            raw = self.phone.strip()
-            self.phone = validation.normalise_phone(raw, self.country) if raw else None
-        return self
+    @field_validator("phone", mode="after")
+    @classmethod
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not a model one) so its errors name `phone`; the country is
+        # already validated, so "010-1234-5678" + KR works.
+        raw = value.strip() if value else value
+        return validation.normalise_phone(raw, info.data.get("country")) if raw else None
 
 
 class UserBatchItem(UserFields):

@@ -402,7 +402,8 @@ def restore_user(session: Session, origin: Origin, external_id: str) -> User:
 
 
 def patch_tags(session: Session, origin: Origin, external_id: str, tags: dict[str, str]) -> Outcome:
-    get_user(session, origin.workspace_id, external_id)  # 404 before anything is written
+    # 404 before anything is written; a deleted user comes back as a `user_deleted` outcome.
+    get_user(session, origin.workspace_id, external_id, include_deleted=True)
     values = UserFields.model_validate({"tags": tags})
     outcome = write_users(session, origin, [WriteItem(external_id, values)])[0]
     if outcome.error is not None:
