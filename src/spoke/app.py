@@ -16,6 +16,7 @@ from spoke.core.errors import ServiceUnavailable, install_handlers, responses
 from spoke.core.http import RequestContextMiddleware
 from spoke.core.jobs import EmbeddedWorker
 from spoke.core.migrate import ensure_migrated
+from spoke.core.openapi import install_openapi
 from spoke.deps import Services
 from spoke.runtime import Runtime
 from spoke.users import endpoints as users_endpoints
@@ -60,8 +61,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sessions = runtime.sessions
+    app.state.read_sessions = runtime.read_sessions
     app.state.services = Services(settings, runtime.encryptor, runtime.jobs, runtime.metrics)
     install_handlers(app)
+    install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=runtime.metrics,

@@ -24,6 +24,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
     encryptor: Encryptor
     jobs: JobRuntime
     metrics: Metrics
@@ -39,4 +40,5 @@ def build_runtime(settings: Settings, *, queue_name: str = "spoke") -> Runtime:
     sessions = make_session_factory(engine)
     encryptor = Encryptor(settings.secret_keys())
     jobs = JobRuntime(settings, sessions, build_huey(settings, name=queue_name), encryptor)
-    return Runtime(settings, engine, sessions, encryptor, jobs, Metrics())
+    read_sessions = make_session_factory(engine, read_only=True)
+    return Runtime(settings, engine, sessions, read_sessions, encryptor, jobs, Metrics())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
+from tests.conftest import Backend, Tenant
+from tests.support.services import REDIS_URL, require_redis
 
 from spoke.core.clock import utcnow
 from spoke.core.db import session_scope
 from spoke.core.jobs import EmbeddedWorker, JobContext, JobRuntime, job
 from spoke.users import imports
 from spoke.users.models import User, UserChange, UserImport
-from tests.conftest import Backend, Tenant
-from tests.support.services import REDIS_URL, require_redis
 
 _seen: dict[str, list[int]] = {}
 _seen_lock = threading.Lock()
@@ -54,10 +54,10 @@ def jobs(backend: Backend, huey: Huey) -> JobRuntime:
     return JobRuntime(rt.settings, rt.sessions, huey, rt.encryptor)
 
 
-def _wait_for(predicate: object, timeout: float = 30.0) -> None:
+def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
@@ -65,9 +65,13 @@ def _wait_for(predicate: object, timeout: float = 30.0) -> None:
 
 class TestEnqueueAfterCommit:
     def test_rolled_back_transaction_sends_nothing(self, jobs: JobRuntime) -> None:
-        with pytest.raises(RuntimeError), session_scope(jobs.sessions) as session:
-            jobs.enqueue_after_commit(session, "tests.record", token="x", value=1)
-            raise RuntimeError("the request failed")
+        def failing_request() -> None:
+            with session_scope(jobs.sessions) as session:
+                jobs.enqueue_after_commit(session, "tests.record", token="x", value=1)
+                raise RuntimeError("the request failed")
+
+        with pytest.raises(RuntimeError):
+            failing_request()
         assert jobs.pending_count() == 0
 
     def test_job_is_sent_only_when_the_commit_happens(self, jobs: JobRuntime) -> None:
@@ -98,22 +102,32 @@ class TestConsumer:
         assert _seen[token] == [7, 7]  # failed once, retried once, then done
 
     def test_periodic_sweeper_resumes_an_import_whose_worker_died(
-            self, jobs: JobRuntime, tenant: Tenant) -> None:
+        self, jobs: JobRuntime, tenant: Tenant
+    ) -> None:
         csv = "external_id,email\n" + "".join(f"s{i},s{i}@example.com\n" for i in range(1200))
         with session_scope(jobs.sessions) as session:
             imp = imports.create_from_text(session, tenant.workspace_id, "s.csv", csv.encode())
             import_id = imp.id
         # A worker claimed it, applied nothing, and died: its lease ran out long ago.
         with session_scope(jobs.sessions) as session:
-            session.execute(sa.update(UserImport).where(UserImport.id == import_id).values(
-                status="running", lease_owner="dead-host:1:x", attempts=1,
-                lease_expires_at=utcnow() - timedelta(seconds=5)))
+            session.execute(
+                sa.update(UserImport)
+                .where(UserImport.id == import_id)
+                .values(
+                    status="running",
+                    lease_owner="dead-host:1:x",
+                    attempts=1,
+                    lease_expires_at=utcnow() - timedelta(seconds=5),
+                )
+            )
         worker = EmbeddedWorker(jobs)  # the scheduler runs `core.sweep` when it starts
         worker.start()
         try:
+
             def done() -> bool:
                 with session_scope(jobs.sessions) as session:
                     return session.get(UserImport, import_id).status == "completed"  # type: ignore[union-attr]
+
             _wait_for(done, timeout=60)
         finally:
             worker.stop()
@@ -121,8 +135,14 @@ class TestConsumer:
             imp = session.get(UserImport, import_id)
             assert imp is not None
             assert (imp.processed_rows, imp.created_count, imp.attempts) == (1200, 1200, 2)
-            assert session.scalar(sa.select(sa.func.count()).select_from(User).where(
-                User.workspace_id == tenant.workspace_id)) == 1200
+            assert (
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(User)
+                    .where(User.workspace_id == tenant.workspace_id)
+                )
+                == 1200
+            )
 
     def test_a_live_lease_is_not_taken_over(self, jobs: JobRuntime, tenant: Tenant) -> None:
         csv = "external_id\n" + "".join(f"l{i}\n" for i in range(10))
@@ -130,12 +150,25 @@ class TestConsumer:
             imp = imports.create_from_text(session, tenant.workspace_id, "l.csv", csv.encode())
             import_id = imp.id
         with session_scope(jobs.sessions) as session:
-            session.execute(sa.update(UserImport).where(UserImport.id == import_id).values(
-                status="running", lease_owner="busy-host:1:x",
-                lease_expires_at=utcnow() + timedelta(minutes=5)))
+            session.execute(
+                sa.update(UserImport)
+                .where(UserImport.id == import_id)
+                .values(
+                    status="running",
+                    lease_owner="busy-host:1:x",
+                    lease_expires_at=utcnow() + timedelta(minutes=5),
+                )
+            )
         assert imports.process(jobs.sessions, import_id, owner="me", lease_seconds=5) is False
         with session_scope(jobs.sessions) as session:
             imp2 = session.get(UserImport, import_id)
-            assert imp2 is not None and imp2.processed_rows == 0
-            assert session.scalar(sa.select(sa.func.count()).select_from(UserChange).where(
-                UserChange.workspace_id == tenant.workspace_id)) == 0
+            assert imp2 is not None
+            assert imp2.processed_rows == 0
+            assert (
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(UserChange)
+                    .where(UserChange.workspace_id == tenant.workspace_id)
+                )
+                == 0
+            )

@@ -13,8 +13,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get("SPOKE_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "SPOKE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("SPOKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -57,8 +58,9 @@ def create_pg_database(prefix: str = "spoke_test") -> str:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return str(sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(
-        hide_password=False))
+    return str(
+        sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    )
 
 
 def drop_pg_database(url: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from tests.conftest import Tenant
 
 
@@ -29,10 +28,14 @@ def test_missing_credentials_is_a_401_problem(tenant: Tenant) -> None:
 
 
 def test_wrong_secret_and_unknown_key_answer_alike(tenant: Tenant) -> None:
-    wrong = httpx.get(f"{tenant.backend.url}/v1/users",
-                      headers={"X-Api-Key": tenant.key_id, "X-Secret-Key": "sk_wrong"})
-    unknown = httpx.get(f"{tenant.backend.url}/v1/users",
-                        headers={"X-Api-Key": "key_nope", "X-Secret-Key": tenant.secret})
+    wrong = httpx.get(
+        f"{tenant.backend.url}/v1/users",
+        headers={"X-Api-Key": tenant.key_id, "X-Secret-Key": "sk_wrong"},
+    )
+    unknown = httpx.get(
+        f"{tenant.backend.url}/v1/users",
+        headers={"X-Api-Key": "key_nope", "X-Secret-Key": tenant.secret},
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["code"] == unknown.json()["code"] == "invalid_credentials"
     assert wrong.json()["detail"] == unknown.json()["detail"]
@@ -96,8 +99,11 @@ def test_last_owner_cannot_be_demoted(tenant: Tenant) -> None:
 
 
 def test_other_workspace_objects_answer_404_like_missing_ones(
-        tenant: Tenant, other_tenant: Tenant) -> None:
-    assert other_tenant.http.put("/v1/users/secret-user", json={"first_name": "S"}).status_code == 201
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    assert (
+        other_tenant.http.put("/v1/users/secret-user", json={"first_name": "S"}).status_code == 201
+    )
     foreign = tenant.http.get("/v1/users/secret-user")
     missing = tenant.http.get("/v1/users/never-existed")
     assert foreign.status_code == missing.status_code == 404
@@ -121,7 +127,10 @@ def test_identity_verification_for_client_calls(tenant: Tenant) -> None:
         assert refused.json()["code"] == "invalid_identity_token"
         secret = tenant.http.get("/v1/workspace/identity-secret").json()["identity_secret"]
         token = hmac.new(secret.encode(), b"app-user", hashlib.sha256).hexdigest()
-        ok = client.patch("/v1/client/users/app-user", json={"language": "ja"},
-                          headers={"X-Identity-Token": token})
+        ok = client.patch(
+            "/v1/client/users/app-user",
+            json={"language": "ja"},
+            headers={"X-Identity-Token": token},
+        )
         assert ok.status_code == 200
         assert ok.json()["language"] == "ja"

@@ -115,11 +115,30 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers start deferred so they never queue behind a long run of writes (WAL lets
+        # them read a snapshot meanwhile); writers take the write lock up front.
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+READ_ONLY_OPTION = "spoke_read_only"
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions for writing, or (`read_only`) for reading: on SQLite a reader doesn't take
+    the write lock, so GETs and progress polls aren't starved by a running import."""
+    if read_only:
+        return sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}),
+            expire_on_commit=False,
+            autoflush=False,
+            info={"read_only": True},
+        )
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def is_read_only(session: Session) -> bool:
+    return bool(session.info.get("read_only"))
 
 
 # -- jobs that wait for the commit ------------------------------------------------------

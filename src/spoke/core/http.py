@@ -20,11 +20,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spoke.core import idempotency
-from spoke.core.errors import PROBLEM_JSON
+from spoke.core.errors import PROBLEM_JSON, problem_response
 from spoke.core.metrics import Metrics
 
 log = structlog.get_logger("spoke.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# An escaped NUL (\u0000) not itself escaped: PostgreSQL text can't hold NUL characters.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class RequestContextMiddleware:
@@ -46,6 +48,18 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower():
+            await _send_problem(
+                send,
+                400,
+                "bad_request",
+                "Bad request",
+                "NUL characters are not allowed in URLs.",
+                request_id,
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+            return
 
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
@@ -144,7 +158,9 @@ def request_session(request: Request) -> Session:
     """The request's session, opened on first use; `TransactionalRoute` commits or rolls back."""
     session: Session | None = getattr(request.state, "db", None)
     if session is None:
-        session = request.app.state.sessions()
+        reading = request.method in ("GET", "HEAD")
+        factory = request.app.state.read_sessions if reading else request.app.state.sessions
+        session = factory()
         request.state.db = session
     return session
 
@@ -161,6 +177,9 @@ class TransactionalRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def run(request: Request) -> Response:
+            refused = await _parse_json_body(request)
+            if refused is not None:
+                return refused
             try:
                 response = await handler(request)
             except idempotency.IdempotentReplay as replay:
@@ -174,6 +193,34 @@ class TransactionalRoute(APIRoute):
             return await run_in_threadpool(_finish, request, response)
 
         return run
+
+
+async def _parse_json_body(request: Request) -> Response | None:
+    """Parse a JSON body once, strictly, before FastAPI sees it.
+
+    orjson refuses what the standard parser lets through and the database would choke on
+    later: lone UTF-16 surrogates, NaN and Infinity. Escaped NULs are refused here too.
+    FastAPI then reuses the cached result (`request._json`), so nothing is parsed twice.
+    """
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return None
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type.split(";")[0]:
+        return None
+    body = await request.body()
+    if not body:
+        return None
+    detail = None
+    if _ESCAPED_NUL.search(body):
+        detail = "Strings may not contain NUL (\\u0000) characters."
+    else:
+        try:
+            request._json = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            detail = f"The request body is not valid JSON: {exc}"
+    if detail is None:
+        return None
+    return problem_response(400, "invalid_json", "Malformed JSON", detail, request)
 
 
 def _close(request: Request, *, commit: bool) -> None:

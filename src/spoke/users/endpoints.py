@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -28,6 +28,8 @@ from spoke.workspaces.service import Caller
 
 router = APIRouter(prefix="/v1", tags=["users"], route_class=TransactionalRoute)
 client_router = APIRouter(prefix="/v1/client", tags=["client"], route_class=TransactionalRoute)
+
+MAX_BIGINT = 2**63 - 1  # the database column limit; larger ids can only be invalid
 
 ExternalIdPath = Annotated[
     str,
@@ -185,7 +187,7 @@ def user_changes(
     external_id: ExternalIdPath,
     caller: ServerCaller,
     session: Db,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> object:
     """The user's history: every change, who made it and where it came from."""
@@ -197,7 +199,7 @@ def user_changes(
 def workspace_changes(
     caller: ServerCaller,
     session: Db,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> object:
     """The workspace's change feed in commit order; poll with the last `seq` you saw."""
@@ -237,8 +239,8 @@ def list_users(
         lists.get_list(session, caller.workspace_id, list_id)
     if tag_value is not None and tag is None:
         raise InvalidInput("`tag_value` needs `tag`.")
-    if updated_since is not None and updated_since.tzinfo is None:
-        raise InvalidInput("`updated_since` needs a time zone, e.g. 2026-01-01T00:00:00Z.")
+    if updated_since is not None:
+        updated_since = _utc_query_time(updated_since)
     page_size = min(
         limit or services.settings.api.page_size_default, services.settings.api.page_size_max
     )
@@ -254,6 +256,20 @@ def list_users(
         session, caller.workspace_id, flt, limit=page_size, cursor=cursor
     )
     return {"data": service.render(session, users), "next_cursor": next_cursor}
+
+
+def _utc_query_time(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        message, kind = "`updated_since` needs a time zone, e.g. 2026-01-01T00:00:00Z.", "timezone"
+    else:
+        try:
+            # Stored times are UTC; a time whose UTC form leaves years 1-9999 can't be.
+            return value.astimezone(UTC)
+        except OverflowError:
+            message, kind = "`updated_since` is out of range.", "datetime_range"
+    raise InvalidInput(
+        message, errors=[{"field": "query.updated_since", "message": message, "type": kind}]
+    )
 
 
 BatchItems = Annotated[

@@ -106,7 +106,7 @@ def import_errors(
     import_id: ImportIdPath,
     caller: ServerCaller,
     session: Db,
-    after_row: Annotated[int, Query(ge=0)] = 0,
+    after_row: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> object:
     """Rows that were not imported, with the reason."""

@@ -182,7 +182,14 @@ def store_chunks(session: Session, imp: UserImport, chunks: Sequence[Chunk]) -> 
     session.flush()
 
 
-def create_from_text(session: Session, workspace_id: str, filename: str, data: bytes) -> UserImport:
+def create_from_text(
+    session: Session,
+    workspace_id: str,
+    filename: str,
+    data: bytes,
+    *,
+    rows_per_chunk: int = CHUNK_ROWS,
+) -> UserImport:
     """Whole-file path for the HTTP API: store every chunk in this one transaction."""
     try:
         text = data.decode("utf-8-sig")
@@ -191,7 +198,7 @@ def create_from_text(session: Session, workspace_id: str, filename: str, data: b
     lines = io.StringIO(text)
     header = read_header(lines.readline())
     try:
-        chunks = list(chunk_rows(lines))
+        chunks = list(chunk_rows(lines, rows_per_chunk))
     except csv.Error as exc:
         raise InvalidCsv(f"The CSV can't be parsed: {exc}") from exc
     imp = begin(

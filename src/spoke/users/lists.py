@@ -140,8 +140,21 @@ def delete_list(session: Session, origin: Origin, found: UserList) -> None:
             for uid, ext in members
         ],
     )
+    _touch_users(session, [uid for uid, _ in members])
     session.delete(found)
     session.flush()
+
+
+def _touch_users(session: Session, user_ids: Sequence[int]) -> None:
+    """Membership is part of the user as the API shows it: bump version and updated_at so
+    pollers on updated_since see the change."""
+    if user_ids:
+        users_table = table_of(User)
+        session.execute(
+            users_table.update()
+            .where(users_table.c.id.in_(list(user_ids)))
+            .values(version=users_table.c.version + 1, updated_at=utcnow())
+        )
 
 
 def member_counts(session: Session, list_ids: Sequence[str]) -> dict[str, int]:
@@ -228,14 +241,7 @@ def change_membership(
                 for ext, uid in targets
             ],
         )
-        # Membership is part of the user as the API shows it: bump version and updated_at
-        # so pollers on updated_since see the change.
-        users_table = table_of(User)
-        session.execute(
-            users_table.update()
-            .where(users_table.c.id.in_([uid for _, uid in targets]))
-            .values(version=users_table.c.version + 1, updated_at=utcnow())
-        )
+        _touch_users(session, [uid for _, uid in targets])
         found.updated_at = utcnow()
         session.flush()
     return len(targets), len(users) - len(targets), missing

@@ -171,6 +171,7 @@ class TagsPatch(Input):
 
 class UserChange(BaseModel):
     seq: int
+    external_id: str = Field(description="The user the change is about.")
     kind: str
     changes: dict[str, Any] = Field(description="`{field: [old, new]}`.")
     origin: str

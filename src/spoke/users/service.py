@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from spoke.core.clock import utcnow
 from spoke.core.db import table_of
 from spoke.core.errors import Conflict, FieldError, NotFound
-from spoke.core.pagination import decode_cursor, encode_cursor
+from spoke.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from spoke.users import changes as feed
 from spoke.users import fields as custom_fields
 from spoke.users.changes import Origin, PendingChange
@@ -452,16 +452,16 @@ def list_users(
         stmt = stmt.where(User.updated_at >= flt.updated_since)
     if cursor is not None:
         if by_time:
-            after_time, after_id = decode_cursor(cursor, 2)
-            stamp = _cursor_time(after_time)
+            after_time, raw_id = decode_cursor(cursor, 2)
+            stamp, after_id = _cursor_time(after_time), _cursor_id(raw_id)
             stmt = stmt.where(
                 sa.or_(
                     User.updated_at > stamp, sa.and_(User.updated_at == stamp, User.id > after_id)
                 )
             )
         else:
-            (after_id,) = decode_cursor(cursor, 1)
-            stmt = stmt.where(User.id > after_id)
+            (raw_id,) = decode_cursor(cursor, 1)
+            stmt = stmt.where(User.id > _cursor_id(raw_id))
     order = (User.updated_at, User.id) if by_time else (User.id,)
     rows = session.scalars(stmt.order_by(*order).limit(limit + 1)).all()
     next_cursor = None
@@ -475,12 +475,21 @@ def list_users(
 
 
 def _cursor_time(value: Any) -> datetime:
-    from spoke.core.pagination import InvalidCursor
-
+    # A well-formed but forged cursor must answer 400, never reach the database as a
+    # value it rejects (a naive time, a string id, an id beyond BIGINT) and become a 500.
     try:
-        return datetime.fromisoformat(str(value))
+        stamp = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
-        raise InvalidCursor("The cursor is not one this API issued.") from None
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        raise InvalidCursor("The cursor is not one this API issued.")
+    return stamp
+
+
+def _cursor_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise InvalidCursor("The cursor is not one this API issued.")
+    return value
 
 
 def render(session: Session, users: Sequence[User]) -> list[dict[str, Any]]:

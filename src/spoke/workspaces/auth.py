@@ -7,16 +7,20 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
 
 from spoke.core import idempotency
 from spoke.core.crypto import hmac_sha256_hex
+from spoke.core.db import after_commit, session_scope
 from spoke.core.errors import Unauthenticated
 from spoke.deps import AppServices, Db
 from spoke.workspaces import service
 from spoke.workspaces.models import Workspace
 from spoke.workspaces.service import Caller
+
+log = structlog.get_logger("spoke.auth")
 
 _api_key = APIKeyHeader(
     name="X-Api-Key",
@@ -69,6 +73,18 @@ def server_caller(
         )
     caller = service.authenticate(session, *pair)
     request.state.caller = caller
+    used = session.info.pop("spoke.key_used", None)
+    if used is not None:
+        sessions = request.app.state.sessions
+
+        def touch() -> None:
+            try:
+                with session_scope(sessions) as writer:
+                    service.touch_key(writer, used)
+            except Exception:  # a missed "last used" stamp must never fail a request
+                log.warning("api_key.touch_failed", key_id=used, exc_info=True)
+
+        after_commit(session, touch)
     return caller
 
 

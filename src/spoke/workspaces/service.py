@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from spoke.core.clock import utcnow
 from spoke.core.crypto import Encryptor, hash_secret, new_secret, secret_matches
+from spoke.core.db import is_read_only
 from spoke.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from spoke.core.ids import new_id
 from spoke.workspaces.models import ApiKey, Member, Role, Workspace
@@ -289,8 +290,17 @@ def authenticate(session: Session, key_id: str, secret: str) -> Caller:
     key, role = row
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
-        key.last_used_at = now
+        if is_read_only(session):
+            # A reading transaction must not write; the caller notes the use separately.
+            session.info["spoke.key_used"] = key.id
+        else:
+            key.last_used_at = now
     return Caller(workspace_id=key.workspace_id, member_id=key.member_id, role=role, key_id=key.id)
+
+
+def touch_key(session: Session, key_id: str) -> None:
+    """Record that a key was used (for reads, done after their read-only transaction)."""
+    session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
 
 
 def authenticate_client(session: Session, client_key: str) -> Workspace:
