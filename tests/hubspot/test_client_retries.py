@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from spoke_hubspot_testing import VirtualClock
+from tests.hubspot.support import VirtualClock
 
 from spoke.hubspot import (
     HubSpotClient,
@@ -23,7 +23,7 @@ from spoke.hubspot import (
 )
 from spoke.hubspot.ratelimit import InMemoryBucketStore
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 CONTACT = {
     "id": "501",

@@ -144,3 +144,20 @@ class TestVerifyRequest:
         headers = {"X-HubSpot-Signature": V1_SIGNATURE, "X-HubSpot-Signature-Version": "v9"}
         with pytest.raises(InvalidSignature, match="unknown"):
             verify_request(SECRET, "POST", V2_URL, V1_BODY, headers)
+
+
+class TestAgreesWithTheOfficialSdk:
+    """HubSpot's own SDK computes the same signatures (for URIs with nothing to decode)."""
+
+    def test_all_versions(self) -> None:
+        from hubspot.utils.signature import Signature
+
+        url = "https://spoke.example.com/hooks/hubspot?portal=62515"
+        ts = "1700000000000"
+        assert Signature.get_signature(SECRET, V1_BODY, "v1") == sign_v1(SECRET, V1_BODY)
+        assert Signature.get_signature(SECRET, V1_BODY, "v2", url, "POST") == sign_v2(
+            SECRET, "POST", url, V1_BODY
+        )
+        assert Signature.get_signature(SECRET, V1_BODY, "v3", url, "POST", ts) == sign_v3(
+            SECRET, "POST", url, V1_BODY, ts
+        )

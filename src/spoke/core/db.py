@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -88,6 +89,8 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         engine = sa.create_engine(
             url,
             echo=echo,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -95,8 +98,19 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         _tune_sqlite(engine)
         return engine
     return sa.create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
     )
+
+
+def _json_dumps(value: Any) -> str:
+    # orjson: several times faster than json.dumps on change rows and custom fields.
+    return orjson.dumps(value).decode()
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -33,6 +33,7 @@ from spoke.hubspot.crm import ObjectsAPI
 from spoke.hubspot.errors import HubSpotResponseError, RateLimited, error_from_response
 from spoke.hubspot.events import EventsAPI
 from spoke.hubspot.lists import ListsAPI
+from spoke.hubspot.models import SEARCH_RESULT_CAP
 from spoke.hubspot.oauth import DEFAULT_BASE_URL
 from spoke.hubspot.properties import OwnersAPI, PropertiesAPI
 from spoke.hubspot.ratelimit import BucketKind, RateLimiter, RetryPolicy
@@ -75,6 +76,8 @@ class HubSpotClient:
         limiter: the portal's shared rate limiter; None sends without client-side pacing.
         retry: when and how to resend failed calls.
         sleep: how to wait between attempts; injectable for tests.
+        search_result_cap: how many results HubSpot serves per search query (10,000);
+            `search_all` opens a new `hs_object_id` window before passing it.
 
     Attributes:
         contacts: contacts (CRM objects v3, plus merge).
@@ -97,8 +100,10 @@ class HubSpotClient:
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        search_result_cap: int = SEARCH_RESULT_CAP,
     ) -> None:
         self._http = http
+        self.search_result_cap = search_result_cap
         self.auth: TokenProvider = PrivateAppToken(auth) if isinstance(auth, str) else auth
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from spoke.hubspot.models import (
     BATCH_LIMIT,
     LIST_PAGE_LIMIT,
-    SEARCH_RESULT_CAP,
     AssociationInput,
     BatchResult,
     Filter,
@@ -415,15 +414,21 @@ class ObjectsAPI:
             inputs: the records; `id` is the key value, `id_property` the key property.
 
         Returns:
-            Every record with `new` telling whether it was created, and per-item errors on a
-            207.
+            Every record with `new` telling whether it was created (and, for email upserts,
+            its `email` property, to match results to inputs), and per-item errors on a 207.
 
         Raises:
             HubSpotResponseError: an error answer for a whole chunk.
             HubSpotTransportError: the network failed.
         """
+        by_email = _merge_by_key([i for i in inputs if i.id_property == "email"], fold_case=True)
         merged = [
-            *_merge_by_key([i for i in inputs if i.id_property == "email"], fold_case=True),
+            # HubSpot echoes only the properties sent; sending the key too lets every result
+            # be matched back to its input by email.
+            *(
+                i.model_copy(update={"properties": {"email": i.id, **i.properties}})
+                for i in by_email
+            ),
             *_merge_by_key([i for i in inputs if i.id_property != "email"], fold_case=False),
         ]
         bodies = ({"inputs": [i.to_wire() for i in chunk]} for chunk in chunked(merged))
@@ -516,7 +521,7 @@ class ObjectsAPI:
             page = await self.search(current)
             yield page
             after = page.next_after
-            if after is None or not _below_cap(after, current.limit):
+            if after is None or not self._below_cap(after, current.limit):
                 return
             current = current.model_copy(update={"after": after})
 
@@ -547,27 +552,30 @@ class ObjectsAPI:
         last_id: str | None = None
         while True:
             current = _windowed(base, last_id) if last_id is not None else base
-            window_start = last_id
+            seen = 0
+            window_total: int | None = None
             while True:
                 page = await self.search(current)
+                if window_total is None:
+                    window_total = page.total
                 for record in page.results:
                     last_id = record.id
+                    seen += 1
                     yield record
                 after = page.next_after
-                if after is None:
-                    return
-                if not _below_cap(after, current.limit):
+                if after is None or not self._below_cap(after, current.limit):
                     break
                 current = current.model_copy(update={"after": after})
-            if last_id is None or last_id == window_start:
+            # HubSpot stops paging at the cap (no `next`, or a cursor past it): if the window's
+            # total says more matched, open the next window after the last id seen.
+            if seen == 0 or seen >= window_total:
                 return
 
-
-def _below_cap(after: str, limit: int) -> bool:
-    try:
-        return int(after) + limit <= SEARCH_RESULT_CAP
-    except ValueError:
-        return True  # an opaque cursor: let HubSpot decide
+    def _below_cap(self, after: str, limit: int) -> bool:
+        try:
+            return int(after) + limit <= self._client.search_result_cap
+        except ValueError:
+            return True  # an opaque cursor: let HubSpot decide
 
 
 def _windowed(request: SearchRequest, last_id: str) -> SearchRequest:

@@ -37,6 +37,10 @@ __all__ = [
 
 BucketKind = Literal["general", "search"]
 
+# Float slack when comparing tokens, and the shortest wait handed out (no busy spinning).
+_EPSILON = 1e-9
+_MIN_WAIT = 0.001
+
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
@@ -129,11 +133,11 @@ class InMemoryBucketStore:
         with self._lock:
             now = self._clock()
             tokens = self._refilled(key, bucket, now)
-            if tokens >= cost:
+            if tokens >= cost - _EPSILON:
                 self._state[key] = (tokens - cost, now)
                 return 0.0
             self._state[key] = (tokens, now)
-            return (cost - tokens) / bucket.rate
+            return max(_MIN_WAIT, (cost - tokens) / bucket.rate)
 
     async def drain(self, key: str, bucket: Bucket, seconds: float) -> None:
         with self._lock:
@@ -163,10 +167,10 @@ tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
 local wait = 0
 if drain > 0 then
   tokens = math.min(tokens, -drain * rate)
-elseif tokens >= cost then
+elseif tokens >= cost - 1e-9 then
   tokens = tokens - cost
 else
-  wait = (cost - tokens) / rate
+  wait = math.max(0.001, (cost - tokens) / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
@@ -215,6 +219,9 @@ class RateLimiter:
 
     Args:
         portal_id: the HubSpot portal (hub) id; buckets are keyed by it.
+        app: which app's burst budget this is (HubSpot counts the 10-second window per app
+            and portal, e.g. `private` or an OAuth app id). Search is per portal, shared by
+            every app.
         store: where buckets live. Defaults to a `RedisBucketStore` over `redis` when given,
             else the process-wide `InMemoryBucketStore`.
         redis: a Redis client, used when `store` is not given.
@@ -230,6 +237,7 @@ class RateLimiter:
         self,
         portal_id: int | str,
         *,
+        app: str = "default",
         store: BucketStore | None = None,
         redis: redis.asyncio.Redis | redis.Redis | None = None,  # type: ignore[type-arg]
         limit: int = 100,
@@ -243,6 +251,7 @@ class RateLimiter:
             store = RedisBucketStore(redis) if redis is not None else InMemoryBucketStore.shared()
         self.store = store
         self.portal_id = str(portal_id)
+        self.app = app
         self.buckets: dict[BucketKind, Bucket] = {
             "general": Bucket.for_window(
                 limit, window, reserved_share=reserved_share, burst_share=burst_share
@@ -255,7 +264,9 @@ class RateLimiter:
 
     def key(self, kind: BucketKind) -> str:
         """The store key of one of this portal's buckets."""
-        return f"{self.portal_id}:{kind}"
+        if kind == "search":
+            return f"{self.portal_id}:search"
+        return f"{self.portal_id}:{self.app}:{kind}"
 
     async def acquire(self, kind: BucketKind = "general") -> None:
         """Wait until the bucket grants one call, then take it.
@@ -316,10 +327,10 @@ class RetryPolicy:
             retry_after: the `Retry-After` header in seconds, if any.
 
         Returns:
-            The wait; None for the DAILY limit (it resets at midnight) or a wait above
-            `max_retry_after`.
+            The wait; None for daily or monthly limits (they reset at midnight or month end:
+            the DAILY policy, or the custom events cap) or a wait above `max_retry_after`.
         """
-        if policy == "DAILY":
+        if policy is not None and ("DAILY" in policy or "MONTH" in policy):
             return None
         if retry_after is not None:
             wait = retry_after

@@ -15,7 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from spoke.core import bulk
 from spoke.core.clock import utcnow
+from spoke.core.db import table_of
 from spoke.users.models import UserChange
 from spoke.workspaces.models import Workspace
 
@@ -54,8 +56,9 @@ def record(session: Session, origin: Origin, pending: Sequence[PendingChange]) -
         return
     first = allocate_seqs(session, origin.workspace_id, len(pending))
     now = utcnow()
-    session.execute(
-        sa.insert(UserChange),
+    bulk.insert(
+        session,
+        table_of(UserChange),
         [
             {
                 "workspace_id": origin.workspace_id,

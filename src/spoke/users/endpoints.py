@@ -336,10 +336,8 @@ def batch_upsert(
                 )
             )
             continue
-        values = UserFields.model_validate(
-            item.model_dump(exclude={"external_id"}, exclude_unset=True)
-        )
-        valid.append((index, WriteItem(item.external_id, values)))
+        # A batch item is a UserFields plus its id; write_users only reads profile fields.
+        valid.append((index, WriteItem(item.external_id, item)))
     origin = _origin(request, caller)
     written = service.write_users(session, origin, [w for _, w in valid])
     for (index, _), outcome in zip(valid, written, strict=True):

@@ -33,7 +33,7 @@ from spoke.users import fields as custom_fields
 from spoke.users import service
 from spoke.users.changes import Origin
 from spoke.users.models import STANDARD_FIELDS, UserImport, UserImportChunk, UserImportError
-from spoke.users.schemas import UserBatchItem, UserFields
+from spoke.users.schemas import UserBatchItem
 
 log = structlog.get_logger("spoke.imports")
 CHUNK_ROWS = 500
@@ -299,10 +299,7 @@ def apply_chunk(session: Session, imp: UserImport, chunk: UserImportChunk) -> No
                 }
             )
             continue
-        values = UserFields.model_validate(
-            parsed.model_dump(exclude={"external_id"}, exclude_unset=True)
-        )
-        items.append(service.WriteItem(parsed.external_id, values))
+        items.append(service.WriteItem(parsed.external_id, parsed))
         row_numbers.append(row_number)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for row_number, outcome in zip(

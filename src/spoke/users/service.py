@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from spoke.core import bulk
 from spoke.core.clock import utcnow
 from spoke.core.db import table_of
 from spoke.core.errors import Conflict, FieldError, NotFound
@@ -277,9 +278,11 @@ def _flush_states(
     now = utcnow()
     new = [(ext, s) for ext, s in states.items() if s.dirty and s.id is None]
     changed = [s for s in states.values() if s.dirty and s.id is not None]
+    users = table_of(User)
     if new:
-        rows = session.execute(
-            sa.insert(User).returning(User.id, User.external_id, sort_by_parameter_order=True),
+        rows = bulk.insert(
+            session,
+            users,
             [
                 {
                     "workspace_id": origin.workspace_id,
@@ -292,25 +295,20 @@ def _flush_states(
                 }
                 for ext, s in new
             ],
-        ).all()
-        for (ext, state), row in zip(new, rows, strict=True):
-            assert row.external_id == ext
-            state.id = row.id
-    if changed:
-        table = table_of(User)
-        session.execute(
-            table.update().where(table.c.id == sa.bindparam("b_id")),
-            [
-                {
-                    "b_id": s.id,
-                    **s.profile,
-                    "custom": s.custom,
-                    "version": s.version,
-                    "updated_at": now,
-                }
-                for s in changed
-            ],
+            returning=("id", "external_id"),
         )
+        for (ext, state), row in zip(new, rows, strict=True):
+            assert row["external_id"] == ext
+            state.id = row["id"]
+    bulk.update(
+        session,
+        users,
+        ["id"],
+        [
+            {"id": s.id, **s.profile, "custom": s.custom, "version": s.version, "updated_at": now}
+            for s in changed
+        ],
+    )
     _flush_tags(session, origin.workspace_id, [s for _, s in new] + changed)
     for change in pending:
         if change.user_id is None:
@@ -330,17 +328,13 @@ def _flush_tags(session: Session, workspace_id: str, states: Sequence[_State]) -
                     {"user_id": state.id, "key": key, "workspace_id": workspace_id, "value": value}
                 )
             elif old[key] != value:
-                updates.append({"b_user": state.id, "b_key": key, "value": value})
-        deletes.extend({"b_user": state.id, "b_key": key} for key in old.keys() - new.keys())
+                updates.append({"user_id": state.id, "key": key, "value": value})
+        deletes.extend({"user_id": state.id, "key": key} for key in old.keys() - new.keys())
         state.original_tags = dict(new)
     table = table_of(UserTag)
-    match = sa.and_(table.c.user_id == sa.bindparam("b_user"), table.c.key == sa.bindparam("b_key"))
-    if deletes:
-        session.execute(table.delete().where(match), deletes)
-    if updates:
-        session.execute(table.update().where(match).values(value=sa.bindparam("value")), updates)
-    if inserts:
-        session.execute(sa.insert(table), inserts)
+    bulk.delete(session, table, ["user_id", "key"], deletes)
+    bulk.update(session, table, ["user_id", "key"], updates)
+    bulk.insert(session, table, inserts)
 
 
 # -- single-user operations ---------------------------------------------------------------

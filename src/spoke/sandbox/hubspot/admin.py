@@ -246,6 +246,12 @@ async def counters(request: Request, store: SandboxStore) -> Response:
                 "responses_by_status": dict(portal.status_counters),
                 "rate_limited_served": portal.status_counters.get("429", 0),
                 "daily_count": portal.daily_count,
+                "webhooks": {
+                    "delivered": portal.webhook_counters.get("delivered", 0),
+                    "failed": portal.webhook_counters.get("failed", 0),
+                    "given_up": portal.webhook_counters.get("given_up", 0),
+                    "events_delivered": portal.webhook_counters.get("events_delivered", 0),
+                },
             }
         )
 
@@ -361,6 +367,12 @@ async def save(request: Request, store: SandboxStore) -> Response:
     return JSON({"saved_to": str(path)})
 
 
+async def webhook_log(request: Request, store: SandboxStore) -> Response:
+    """Recent webhook delivery attempts (all apps), oldest first."""
+    hub = request.app.state.webhooks
+    return JSON({"results": list(hub.log), "pending": hub.pending()})
+
+
 async def health(request: Request, store: SandboxStore) -> Response:
     return JSON({"status": "ok", "portals": len(store.portals)})
 
@@ -370,6 +382,7 @@ routes: list[Route] = [
     Route(PREFIX + "/health", admin(health), methods=["GET"]),
     Route(PREFIX + "/reset", admin(reset_all), methods=["POST"]),
     Route(PREFIX + "/save", admin(save), methods=["POST"]),
+    Route(PREFIX + "/webhooks/deliveries", admin(webhook_log), methods=["GET"]),
     Route(PREFIX + "/clock", admin(clock), methods=["GET", "POST"]),
     Route(PREFIX + "/portals", admin(create_portal), methods=["POST"]),
     Route(PREFIX + "/portals", admin(list_portals), methods=["GET"]),

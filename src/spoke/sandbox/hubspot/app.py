@@ -21,12 +21,16 @@ from starlette.routing import BaseRoute
 from spoke.sandbox.hubspot import (
     admin,
     associations,
+    automation,
     batch,
+    events,
     lists,
     oauth,
     objects,
     properties,
     search,
+    webhook_api,
+    webhooks,
 )
 from spoke.sandbox.hubspot.config import SandboxConfig
 from spoke.sandbox.hubspot.errors import SandboxError
@@ -45,6 +49,9 @@ def _routes() -> list[BaseRoute]:
         *properties.routes,
         *associations.routes,
         *lists.routes,
+        *events.routes,
+        *webhook_api.routes,
+        *automation.routes,
     ]
 
 
@@ -75,14 +82,22 @@ def create_sandbox_app(
         exists) and saves to it on shutdown.
     """
     the_store = store if store is not None else SandboxStore(config)
+    hub = webhooks.WebhookHub(the_store)
+    runner = automation.ActionRunner(the_store)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if the_store.state_file is not None:
+        if the_store.state_file is not None and not the_store.loaded:
             the_store.load()
-        yield
-        if the_store.state_file is not None:
-            the_store.save()
+        hub.start()
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+            hub.stop()
+            if the_store.state_file is not None:
+                the_store.save()
 
     app = Starlette(
         routes=_routes(),
@@ -90,6 +105,8 @@ def create_sandbox_app(
         exception_handlers={HTTPException: _http_error},
     )
     app.state.store = the_store
+    app.state.webhooks = hub
+    app.state.actions = runner
     app.router.redirect_slashes = False
     return app
 
@@ -105,9 +122,7 @@ def serve(host: str = "127.0.0.1", port: int = 8100, state_file: Path | None = N
 
     config = SandboxConfig(public_base_url=f"http://{host}:{port}")
     store = SandboxStore(config, state_file=state_file)
-    if state_file is not None:
-        store.load()
-        store.state_file = None  # already loaded; the lifespan must not reload
+    store.load()
     if not store.portals:
         portal = store.create_portal(name="Default sandbox portal")
         app_info = store.apps[portal.oauth_app_id]
@@ -119,10 +134,10 @@ def serve(host: str = "127.0.0.1", port: int = 8100, state_file: Path | None = N
             f"  oauth secret       {app_info.client_secret}\n"
             f"  admin API          http://{host}:{port}/_sandbox/portals\n"
         )
-    app = create_sandbox_app(store)
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-    finally:
-        if state_file is not None:
-            store.state_file = state_file
-            store.save()
+    else:
+        sys.stderr.write(
+            f"HubSpot sandbox on http://{host}:{port}: {len(store.portals)} portal(s) from "
+            f"{state_file}; list them at http://{host}:{port}/_sandbox/portals\n"
+        )
+    app = create_sandbox_app(store)  # saves to state_file at shutdown
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

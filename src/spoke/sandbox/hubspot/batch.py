@@ -239,7 +239,7 @@ def batch_archive(call: Call) -> Response:
     for item in inputs:
         rec = crm.find(call.portal, otype, str(item.get("id", "")))
         if rec is not None:
-            crm.archive(call.portal, otype, rec, call.now)
+            crm.archive(call.portal, otype, rec, call.now, call.source)
     return no_content()
 
 

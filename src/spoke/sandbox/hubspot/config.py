@@ -35,6 +35,10 @@ class FaultSettings:
     error_statuses: list[int] = field(default_factory=lambda: [500, 502, 503, 504])
     spurious_429_rate: float = 0.0
     seed: int | None = None
+    # Webhook deliveries: duplicate some events, shuffle batches, hold deliveries back.
+    webhook_duplicate_rate: float = 0.0
+    webhook_reorder: bool = False
+    webhook_delay_ms: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -48,6 +52,7 @@ class PortalSettings:
     # UNCONFIRMED in the contract: the body HubSpot sends for an expired OAuth token.
     expired_token_category: str = "EXPIRED_AUTHENTICATION"  # noqa: S105 (a category, not a secret)
     search_result_cap: int = 10_000
+    custom_event_monthly_cap: int = 30_000_000
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
 
@@ -60,6 +65,8 @@ class SandboxConfig:
     request_log_size: int = 2_000
     first_portal_id: int = 10_000_001
     public_base_url: str = "http://127.0.0.1:8100"
+    # Multiplies webhook retry delays (HubSpot spreads 10 retries over ~24 h); 0.001 for tests.
+    webhook_time_scale: float = 1.0
 
 
 def settings_to_json(obj: Any) -> Any:

@@ -1,4 +1,4 @@
-"""CRM engine: property validation, record writes, lookups, serialisation and associations.
+"""CRM engine: record writes, lookups, serialisation and associations.
 
 Route modules call these functions with the portal lock held. Nothing here knows about HTTP except
 that failures raise `SandboxError`s shaped as HubSpot shapes them.
@@ -6,7 +6,6 @@ that failures raise `SandboxError`s shaped as HubSpot shapes them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,163 +20,14 @@ from spoke.sandbox.hubspot.schema import (
     resolve_object_type,
 )
 from spoke.sandbox.hubspot.store import Portal, Record
-from spoke.sandbox.hubspot.timefmt import iso_date, iso_ms, parse_ms
+from spoke.sandbox.hubspot.timefmt import iso_ms
+from spoke.sandbox.hubspot.validation import Values as Values
+from spoke.sandbox.hubspot.validation import check_lifecycle
+from spoke.sandbox.hubspot.validation import require_timestamp as require_timestamp
+from spoke.sandbox.hubspot.validation import validate_properties as validate_properties
 
 JSONDict = dict[str, Any]
-Values = dict[str, str | None]  # validated property values; None clears the property
 Source = tuple[str, str | None]  # (sourceType, sourceId) recorded in property history
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LIFECYCLE_ORDER = {
-    v: i
-    for i, v in enumerate(
-        [
-            "subscriber",
-            "lead",
-            "marketingqualifiedlead",
-            "salesqualifiedlead",
-            "opportunity",
-            "customer",
-            "evangelist",
-        ]
-    )
-}
-
-
-# -- validation ----------------------------------------------------------------------------------
-
-
-def validate_properties(portal: Portal, otype: ObjectType, raw: object) -> Values:
-    """Check and normalise property values from a request body.
-
-    Raises:
-        SandboxError: 400 `Property values were not valid: [...]` listing every bad property.
-    """
-    if not isinstance(raw, dict):
-        raise errors.validation("Invalid input JSON: `properties` must be an object")
-    defs = portal.properties[otype.name]
-    out: Values = {}
-    problems: list[JSONDict] = []
-    for name, value in raw.items():
-        d = defs.get(name)
-        if d is None or d["archived"]:
-            problems.append(
-                errors.property_problem(
-                    name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist', portal.id
-                )
-            )
-            continue
-        if d["modificationMetadata"]["readOnlyValue"]:
-            problems.append(
-                errors.property_problem(
-                    name,
-                    "READ_ONLY_VALUE",
-                    f'"{name}" is a read only property; its value cannot be set.',
-                    portal.id,
-                )
-            )
-            continue
-        if value is None or value == "":
-            out[name] = None
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int | float):
-            text = str(value)
-        elif isinstance(value, str):
-            text = value
-        else:
-            problems.append(
-                errors.property_problem(
-                    name, "INVALID_VALUE", f"{value!r} is not a valid value for {name}", portal.id
-                )
-            )
-            continue
-        normalised, problem = _normalise(d, name, text)
-        if problem is not None:
-            problems.append(errors.property_problem(name, problem[0], problem[1], portal.id))
-        else:
-            out[name] = normalised
-    if problems:
-        raise errors.property_errors(problems)
-    return out
-
-
-def _normalise(d: JSONDict, name: str, text: str) -> tuple[str, tuple[str, str] | None]:
-    kind = d["type"]
-    if kind == "string":
-        if name == "email":
-            if not _EMAIL.match(text):
-                return text, ("INVALID_EMAIL", f"Email address {text} is invalid")
-            return text.lower(), None
-        return text, None
-    if kind == "number":
-        try:
-            float(text)
-        except ValueError:
-            return text, ("INVALID_INTEGER", f"{text} was not a valid number.")
-        return text, None
-    if kind == "bool":
-        low = text.lower()
-        if low not in ("true", "false"):
-            return text, ("INVALID_BOOLEAN", f"{text} is not a valid boolean (true or false).")
-        return low, None
-    if kind == "datetime":
-        ms = parse_ms(text)
-        if ms is None:
-            return text, ("INVALID_DATETIME", f"{text} was not a valid long or ISO-8601 datetime.")
-        return iso_ms(ms), None
-    if kind == "date":
-        ms = parse_ms(text)
-        if ms is None:
-            return text, ("INVALID_DATE", f"{text} was not a valid date.")
-        if ms % 86_400_000:
-            return text, ("INVALID_DATE", f"{text} is at {iso_ms(ms)}, not midnight UTC.")
-        return iso_date(ms), None
-    if kind == "enumeration" and d["options"]:
-        allowed = {o["value"] for o in d["options"]}
-        parts = text.split(";") if d["fieldType"] == "checkbox" else [text]
-        bad = [p for p in parts if p not in allowed]
-        if bad:
-            return text, (
-                "INVALID_OPTION",
-                f"{bad[0]} was not one of the allowed options: {sorted(allowed)}",
-            )
-    return text, None
-
-
-def check_lifecycle(portal: Portal, rec: Record, values: Values) -> None:
-    """HubSpot lets `lifecyclestage` move only forward unless it is cleared first (contract §1)."""
-    new = values.get("lifecyclestage")
-    old = rec.props.get("lifecyclestage")
-    if new and old and _LIFECYCLE_ORDER.get(new, 99) < _LIFECYCLE_ORDER.get(old, 99):
-        raise errors.property_errors(
-            [
-                errors.property_problem(
-                    "lifecyclestage",
-                    "INVALID_OPTION",
-                    f"lifecyclestage cannot move backwards from {old} to {new}; clear it first.",
-                    portal.id,
-                )
-            ]
-        )
-
-
-def require_timestamp(portal: Portal, otype: ObjectType, values: Values) -> None:
-    """Engagements need `hs_timestamp`; meetings fall back to the start time (contract §1.3)."""
-    if otype.name not in ("meetings", "notes") or values.get("hs_timestamp"):
-        return
-    if otype.name == "meetings" and values.get("hs_meeting_start_time"):
-        values["hs_timestamp"] = values["hs_meeting_start_time"]
-        return
-    raise errors.property_errors(
-        [
-            errors.property_problem(
-                "hs_timestamp", "REQUIRED_PROPERTY", "hs_timestamp is required", portal.id
-            )
-        ]
-    )
-
 
 # -- lookups -------------------------------------------------------------------------------------
 
@@ -260,6 +110,8 @@ def create(portal: Portal, otype: ObjectType, values: Values, now: int, source: 
         if value:
             idx[value.lower()] = rid
     tbl.schedule_index(rid, props, _visible_at(portal, now))
+    if portal.listening:
+        _emit(portal, "creation", otype, rid, now, source, changed=dict(props))
     return rec
 
 
@@ -306,13 +158,21 @@ def update(
     rec.props = props
     rec.updated_ms = now
     tbl.schedule_index(rec.id, props, _visible_at(portal, now))
+    if portal.listening:
+        changed = {k: props.get(k, "") for k in values if old.get(k) != props.get(k)}
+        if changed:
+            _emit(portal, "propertyChange", otype, rec.id, now, source, changed=changed)
     return rec
 
 
-def archive(portal: Portal, otype: ObjectType, rec: Record, now: int) -> None:
+def archive(
+    portal: Portal, otype: ObjectType, rec: Record, now: int, source: Source | None = None
+) -> None:
     tbl = portal.tables[otype.name]
     if rec.archived:
         return
+    if portal.listening and rec.merged_into is None:
+        _emit(portal, "deletion", otype, rec.id, now, source or ("CRM", None))
     rec.archived = True
     rec.archived_ms = now
     for prop, idx in tbl.unique.items():
@@ -342,8 +202,10 @@ def merge(
         extra_emails.extend(_unique_values(other, "email"))
         if extra_emails:
             fill["hs_additional_emails"] = ";".join(extra_emails)
-    archive(portal, otype, other, now)
+    if portal.listening:
+        _emit(portal, "merge", otype, primary.id, now, source, merged=[other.id])
     other.merged_into = primary.id
+    archive(portal, otype, other, now)
     update(portal, otype, primary, fill, now, source)
     if otype.name == "contacts":
         idx = portal.tables["contacts"].unique["email"]
@@ -354,6 +216,20 @@ def merge(
         if (to_type, to_id) != (otype.name, primary.id):
             add_association(portal, otype.name, primary.id, to_type, to_id, ids)
     return primary
+
+
+def _emit(
+    portal: Portal,
+    kind: str,
+    otype: ObjectType,
+    rec_id: str,
+    now: int,
+    source: Source,
+    **extra: Any,
+) -> None:
+    portal.changes.append(
+        {"kind": kind, "type": otype.name, "id": rec_id, "at": now, "source": source, **extra}
+    )
 
 
 def _unique_values(rec: Record, prop: str) -> list[str]:
@@ -378,11 +254,6 @@ def _unique_conflict(otype: ObjectType, prop: str, value: str, existing: str) ->
 def _visible_at(portal: Portal, now: int) -> int:
     lag = portal.settings.search_lag_ms
     return now + lag if lag > 0 else 0
-
-
-def source_of(kind: str, app_id: int) -> Source:
-    """History source of a write made through a token: apps write as INTEGRATION."""
-    return ("INTEGRATION", str(app_id))
 
 
 # -- serialisation -------------------------------------------------------------------------------
@@ -489,6 +360,8 @@ def add_association(
                 f"{type_id} is not a valid association type between "
                 f"{OBJECT_TYPES[from_type].type_id} and {OBJECT_TYPES[to_type].type_id}"
             )
+        if portal.listening and type_id not in forward:
+            _emit_association(portal, from_type, from_id, to_type, to_id, type_id, removed=False)
         forward.add(type_id)
         backward.add(info[3])
         implied = IMPLIED_TYPES.get((from_type, to_type, type_id))
@@ -516,6 +389,8 @@ def remove_association(
     backward = back_targets.get((from_type, from_id), set())
     removing = set(forward) if type_ids is None else set(type_ids) & forward
     for type_id in removing:
+        if portal.listening:
+            _emit_association(portal, from_type, from_id, to_type, to_id, type_id, removed=True)
         forward.discard(type_id)
         info = association_info(portal, from_type, to_type, type_id)
         if info is not None:
@@ -525,6 +400,31 @@ def remove_association(
     if not backward:
         back_targets.pop((from_type, from_id), None)
     return bool(removing)
+
+
+def _emit_association(
+    portal: Portal,
+    from_type: str,
+    from_id: str,
+    to_type: str,
+    to_id: str,
+    type_id: int,
+    *,
+    removed: bool,
+) -> None:
+    portal.changes.append(
+        {
+            "kind": "associationChange",
+            "type": from_type,
+            "id": from_id,
+            "at": 0,
+            "source": ("INTEGRATION", None),
+            "toType": to_type,
+            "toId": to_id,
+            "typeId": type_id,
+            "removed": removed,
+        }
+    )
 
 
 def associations_of(

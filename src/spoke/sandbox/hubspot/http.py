@@ -10,9 +10,11 @@ inside them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
@@ -25,6 +27,7 @@ from spoke.sandbox.hubspot.schema import ObjectType, resolve_object_type
 from spoke.sandbox.hubspot.store import Portal, SandboxStore, Token
 
 JSONDict = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class JSON(Response):
@@ -127,10 +130,9 @@ class Call:
 
     def link(self, after: str) -> str:
         req = self.request
-        query = dict(req.query_params)
-        query["after"] = after
-        qs = "&".join(f"{k}={v}" for k, v in query.items())
-        return f"{self.store.config.public_base_url}{req.url.path}?{qs}"
+        query = [(k, v) for k, v in req.query_params.multi_items() if k != "after"]
+        query.append(("after", after))
+        return f"{self.store.config.public_base_url}{req.url.path}?{urlencode(query)}"
 
 
 Handler = Callable[[Call], Response]
@@ -167,6 +169,12 @@ def api_route(method: str, path: str, handler: Handler, *, limit: str = "api") -
                 response = handler(Call(request, store, portal, token, body))
         except SandboxError as err:
             response = error_response(err)
+        except Exception:
+            # A sandbox bug: log it, and still answer in HubSpot's shape so clients see a 500.
+            log.exception("sandbox.handler_error", extra={"endpoint": key})
+            response = error_response(
+                SandboxError(500, "internal error in the HubSpot sandbox", "INTERNAL_ERROR")
+            )
         if headers:
             response.headers.update(headers)
         status = response.status_code

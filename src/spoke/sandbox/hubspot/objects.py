@@ -97,7 +97,7 @@ def archive_object(call: Call) -> Response:
     rec = crm.find(call.portal, otype, call.path["objectId"])
     # HubSpot answers 204 whether or not the record existed.
     if rec is not None:
-        crm.archive(call.portal, otype, rec, call.now)
+        crm.archive(call.portal, otype, rec, call.now, call.source)
     return no_content()
 
 
@@ -128,7 +128,19 @@ def gdpr_delete(call: Call) -> Response:
     rec = crm.get_or_404(
         call.portal, otype, str(body.get("objectId", "")), body.get("idProperty") or None
     )
-    crm.archive(call.portal, otype, rec, call.now)
+    # A privacy deletion fires `privacyDeletion` and then, through the archive, `deletion`
+    # (contract §5).
+    if call.portal.listening:
+        call.portal.changes.append(
+            {
+                "kind": "privacyDeletion",
+                "type": otype.name,
+                "id": rec.id,
+                "at": call.now,
+                "source": call.source,
+            }
+        )
+    crm.archive(call.portal, otype, rec, call.now, call.source)
     tbl = call.portal.tables[otype.name]
     del tbl.records[rec.id]
     for to_type, to_id in list(call.portal.assoc.get((otype.name, rec.id), {})):

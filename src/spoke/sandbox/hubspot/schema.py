@@ -257,7 +257,16 @@ MEETING_OUTCOMES: list[tuple[str, str]] = [
 
 
 def _system(group: str, created: str, modified: str) -> list[JSONDict]:
+    merged = property_definition(
+        "hs_merged_object_ids",
+        "Merged record IDs",
+        "enumeration",
+        "checkbox",
+        group,
+        read_only=True,
+    )
     return [
+        *([merged] if created == "createdate" else []),
         property_definition(created, "Create Date", "datetime", "date", group, read_only=True),
         property_definition(
             modified, "Last Modified Date", "datetime", "date", group, read_only=True

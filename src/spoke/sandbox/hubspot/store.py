@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from spoke.sandbox.hubspot.config import (
     PortalSettings,
     SandboxConfig,
@@ -80,28 +78,6 @@ class Record:
         self.archived = False
         self.archived_ms = 0
         self.merged_into: str | None = None
-
-    def to_state(self) -> JSONDict:
-        return {
-            "id": self.id,
-            "props": self.props,
-            "history": self.history,
-            "created_ms": self.created_ms,
-            "updated_ms": self.updated_ms,
-            "archived": self.archived,
-            "archived_ms": self.archived_ms,
-            "merged_into": self.merged_into,
-        }
-
-    @classmethod
-    def from_state(cls, data: JSONDict) -> Record:
-        rec = cls(data["id"], data["props"], data["created_ms"])
-        rec.history = {k: [tuple(e) for e in v] for k, v in data["history"].items()}
-        rec.updated_ms = data["updated_ms"]
-        rec.archived = data["archived"]
-        rec.archived_ms = data["archived_ms"]
-        rec.merged_into = data["merged_into"]
-        return rec
 
 
 class ObjectTable:
@@ -223,6 +199,11 @@ class Portal:
         self.private_token = ""
         self.oauth_app_id = 0
         self.timeline: dict[str, list[JSONDict]] = {}  # contact id -> custom events
+        self.event_defs: dict[str, JSONDict] = {}  # custom event definitions by internal name
+        self.event_uuids: set[str] = set()
+        self.event_month = ""
+        self.event_count = 0
+        self.next_event_def_id = 1
         # Observability, not persisted.
         self.counters: Counter[str] = Counter()
         self.status_counters: Counter[str] = Counter()
@@ -233,6 +214,11 @@ class Portal:
         self.daily_day = -1
         self.daily_count = 0
         self.rng = random.Random(settings.faults.seed)
+        # Webhooks: when any app subscription is active, CRM writes record changes here for the
+        # delivery worker; otherwise writes skip that work entirely.
+        self.listening = False
+        self.changes: list[JSONDict] = []
+        self.webhook_counters: Counter[str] = Counter()
 
     def new_id(self) -> str:
         value = self.next_id
@@ -253,90 +239,15 @@ class Portal:
         self.assoc.clear()
         self.labels.clear()
         self.timeline.clear()
+        self.event_defs.clear()
+        self.event_uuids.clear()
+        self.event_count = 0
         self.counters.clear()
         self.status_counters.clear()
         self.log.clear()
         self.windows.clear()
         self.search_window.clear()
         self.daily_count = 0
-
-    def to_state(self) -> JSONDict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "settings": settings_to_json(self.settings),
-            "next_id": self.next_id,
-            "records": {
-                t: [r.to_state() for r in tbl.records.values()] for t, tbl in self.tables.items()
-            },
-            "unique_props": {t: list(tbl.unique) for t, tbl in self.tables.items()},
-            "properties": self.properties,
-            "groups": self.groups,
-            "owners": self.owners,
-            "lists": [
-                {
-                    "list_id": lst.list_id,
-                    "name": lst.name,
-                    "object_type_id": lst.object_type_id,
-                    "processing_type": lst.processing_type,
-                    "created_ms": lst.created_ms,
-                    "updated_ms": lst.updated_ms,
-                    "members": lst.members,
-                    "deleted_ms": lst.deleted_ms,
-                    "version": lst.version,
-                }
-                for lst in self.lists.values()
-            ],
-            "next_list_id": self.next_list_id,
-            "assoc": [
-                [k[0], k[1], tk[0], tk[1], sorted(ids)]
-                for k, targets in self.assoc.items()
-                for tk, ids in targets.items()
-            ],
-            "labels": {str(k): v for k, v in self.labels.items()},
-            "next_label_id": self.next_label_id,
-            "private_token": self.private_token,
-            "oauth_app_id": self.oauth_app_id,
-            "timeline": self.timeline,
-        }
-
-    @classmethod
-    def from_state(cls, data: JSONDict, log_size: int) -> Portal:
-        portal = cls(data["id"], data["name"], settings_from_json(data["settings"]), log_size)
-        portal.next_id = data["next_id"]
-        for t, recs in data["records"].items():
-            tbl = portal.tables[t]
-            for prop in data["unique_props"].get(t, []):
-                tbl.unique.setdefault(prop, {})
-            for raw in recs:
-                rec = Record.from_state(raw)
-                tbl.records[rec.id] = rec
-                tbl.order.append(rec.id)
-                if not rec.archived:
-                    for prop, idx in tbl.unique.items():
-                        value = rec.props.get(prop)
-                        if value:
-                            idx[value.lower()] = rec.id
-                    if t == "contacts":
-                        for extra in rec.props.get("hs_additional_emails", "").split(";"):
-                            if extra:
-                                tbl.unique["email"][extra.lower()] = rec.id
-            tbl.rebuild_index()
-        portal.properties = data["properties"]
-        portal.groups = data["groups"]
-        portal.owners = data["owners"]
-        for raw in data["lists"]:
-            lst = ManualList(**raw)
-            portal.lists[lst.list_id] = lst
-        portal.next_list_id = data["next_list_id"]
-        for ft, fid, tt, tid, ids in data["assoc"]:
-            portal.assoc.setdefault((ft, fid), {})[(tt, tid)] = set(ids)
-        portal.labels = {int(k): v for k, v in data["labels"].items()}
-        portal.next_label_id = data["next_label_id"]
-        portal.private_token = data["private_token"]
-        portal.oauth_app_id = data["oauth_app_id"]
-        portal.timeline = data["timeline"]
-        return portal
 
 
 class SandboxStore:
@@ -360,6 +271,8 @@ class SandboxStore:
         self.clock_offset_ms = 0
         self.next_portal_id = self.config.first_portal_id
         self.next_app_id = 5_000_001
+        self.listening = False  # set by the webhook hub; copied into each new portal
+        self.loaded = False  # whether `load()` has run, so an app start-up does not reload
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -426,6 +339,7 @@ class SandboxStore:
             portal.private_token = token.token
             self.tokens[token.token] = token
             _seed_owners(portal, self.now_ms())
+            portal.listening = self.listening
             self.portals[portal_id] = portal
             return portal
 
@@ -509,87 +423,22 @@ class SandboxStore:
         Raises:
             ValueError: no path given and the store has no `state_file`.
         """
+        from spoke.sandbox.hubspot import persistence  # imports this module
+
         target = path or self.state_file
         if target is None:
             raise ValueError("no state file configured")
-        with self.lock:
-            portals = list(self.portals.values())
-            state: JSONDict = {
-                "version": 1,
-                "clock_offset_ms": self.clock_offset_ms,
-                "next_portal_id": self.next_portal_id,
-                "next_app_id": self.next_app_id,
-                "apps": [
-                    {
-                        "app_id": a.app_id,
-                        "client_id": a.client_id,
-                        "client_secret": a.client_secret,
-                        "portal_id": a.portal_id,
-                        "redirect_uris": a.redirect_uris,
-                        "developer_api_key": a.developer_api_key,
-                    }
-                    for a in self.apps.values()
-                ],
-                "tokens": [
-                    {
-                        "token": t.token,
-                        "portal_id": t.portal_id,
-                        "kind": t.kind,
-                        "scopes": sorted(t.scopes),
-                        "app_id": t.app_id,
-                        "user_id": t.user_id,
-                        "expires_ms": t.expires_ms,
-                        "refresh_token": t.refresh_token,
-                    }
-                    for t in self.tokens.values()
-                ],
-                "refresh_tokens": [
-                    {
-                        "token": r.token,
-                        "portal_id": r.portal_id,
-                        "app_id": r.app_id,
-                        "client_id": r.client_id,
-                        "user_id": r.user_id,
-                        "scopes": sorted(r.scopes),
-                    }
-                    for r in self.refresh_tokens.values()
-                ],
-            }
-            portal_states = []
-            for portal in portals:
-                with portal.lock:
-                    portal_states.append(portal.to_state())
-            state["portals"] = portal_states
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_bytes(orjson.dumps(state))
-        tmp.replace(target)
-        return target
+        return persistence.write(self, target)
 
     def load(self, path: Path | None = None) -> bool:
         """Replace the state with the file's content. Returns False if the file does not exist."""
+        from spoke.sandbox.hubspot import persistence  # imports this module
+
         source = path or self.state_file
         if source is None or not source.exists():
             return False
-        state = orjson.loads(source.read_bytes())
-        with self.lock:
-            self.reset()
-            self.clock_offset_ms = state["clock_offset_ms"]
-            self.next_portal_id = state["next_portal_id"]
-            self.next_app_id = state["next_app_id"]
-            for raw in state["apps"]:
-                app = OAuthApp(**raw)
-                self.apps[app.app_id] = app
-                self.apps_by_client_id[app.client_id] = app
-            for raw in state["tokens"]:
-                tok = Token(**{**raw, "scopes": frozenset(raw["scopes"])})
-                self.tokens[tok.token] = tok
-            for raw in state["refresh_tokens"]:
-                ref = RefreshToken(**{**raw, "scopes": frozenset(raw["scopes"])})
-                self.refresh_tokens[ref.token] = ref
-            for raw in state["portals"]:
-                portal = Portal.from_state(raw, self.config.request_log_size)
-                self.portals[portal.id] = portal
+        persistence.read(self, source)
+        self.loaded = True
         return True
 
 

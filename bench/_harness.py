@@ -1,0 +1,132 @@
+"""Shared pieces of the benchmarks: a Spoke server in a subprocess, its peak RSS, a
+throw-away PostgreSQL database. Benchmarks are run by hand and only print figures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get(
+    "SPOKE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    name = f"spoke_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(
+            sa.engine.make_url(PG_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class RssSampler:
+    """Samples a process's resident memory every 50 ms; keeps the peak and a trace."""
+
+    pid: int
+    peak: int = 0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        proc = psutil.Process(self.pid)
+        start = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                rss = proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                return
+            self.peak = max(self.peak, rss)
+            self.samples.append((time.monotonic() - start, rss))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def rss_at(self, fraction: float) -> int:
+        if not self.samples:
+            return 0
+        return self.samples[min(len(self.samples) - 1, int(len(self.samples) * fraction))][1]
+
+
+@contextmanager
+def spoke_server(
+    env: dict[str, str], workdir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    full_env = {
+        **os.environ,
+        **env,
+        "SPOKE_HTTP__PORT": str(port),
+        "SPOKE_DATA_DIR": str(workdir / "data"),
+        "SPOKE_LOG__LEVEL": "WARNING",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "spoke", "db", "upgrade"],
+        env=full_env,
+        check=True,
+        capture_output=True,
+    )
+    with (workdir / "server.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spoke", "serve"],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((workdir / "server.log").read_text())
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,149 @@
+"""Upsert N users through `POST /v1/users/batch` over real HTTP; print users/s and peak RSS.
+
+    .venv/bin/python bench/users_batch.py [--users 200000] [--batch 1000] [--clients 2]
+                                          [--backend sqlite|postgresql|both]
+
+The server is `spoke serve` in its own process (one uvicorn worker, in-process jobs), the
+load comes from this process over loopback. Each user has an email, names, a country, two
+tags and a custom field; every write also records its change-feed row. Peak RSS is the
+server's; "RSS at 25% / end" shows whether memory grows with the number of users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import orjson
+from cryptography.fernet import Fernet
+
+from bench._harness import RssSampler, database, spoke_server
+
+
+def _batch(start: int, size: int) -> bytes:
+    return orjson.dumps(
+        {
+            "items": [
+                {
+                    "external_id": f"bench-{n}",
+                    "email": f"user{n}@bench.example",
+                    "first_name": f"First{n % 977}",
+                    "last_name": f"Last{n % 1009}",
+                    "country": ("KR", "JP", "US", "DE")[n % 4],
+                    "tags": {"plan": ("free", "pro")[n % 2], "cohort": f"c{n % 12}"},
+                    "custom": {"score": n % 100},
+                }
+                for n in range(start, start + size)
+            ]
+        }
+    )
+
+
+def run(backend: str, users: int, batch: int, clients: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        with database(backend, workdir) as url:
+            env = {"SPOKE_DATABASE_URL": url, "SPOKE_SECRET_KEY": Fernet.generate_key().decode()}
+            with spoke_server(env, workdir) as (base, proc):
+                key = _workspace(env, workdir)
+                headers = {
+                    "X-Api-Key": key[0],
+                    "X-Secret-Key": key[1],
+                    "Content-Type": "application/json",
+                }
+                with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+                    http.post("/v1/fields", json={"name": "score", "type": "number"})
+                sampler = RssSampler(proc.pid)
+                starts = list(range(0, users, batch))
+                bodies = (_batch(s, min(batch, users - s)) for s in starts)
+                written = 0
+                began = time.perf_counter()
+                with (
+                    httpx.Client(
+                        base_url=base,
+                        headers=headers,
+                        timeout=120,
+                        limits=httpx.Limits(max_connections=clients),
+                    ) as http,
+                    ThreadPoolExecutor(clients) as pool,
+                ):
+                    for response in pool.map(
+                        lambda body: http.post("/v1/users/batch", content=body), bodies
+                    ):
+                        response.raise_for_status()
+                        result = response.json()
+                        assert result["failed"] == 0, result["results"][:3]
+                        written += result["created"] + result["updated"]
+                elapsed = time.perf_counter() - began
+                sampler.stop()
+                return {
+                    "users": written,
+                    "seconds": elapsed,
+                    "users_per_s": written / elapsed,
+                    "peak_rss_mb": sampler.peak / 2**20,
+                    "rss_25_mb": sampler.rss_at(0.25) / 2**20,
+                    "rss_end_mb": sampler.rss_at(1.0) / 2**20,
+                }
+
+
+def _workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spoke",
+            "workspaces",
+            "create",
+            "Bench",
+            "--slug",
+            "bench",
+            "--owner-email",
+            "bench@example.com",
+        ],
+        env={
+            **os.environ,
+            **env,
+            "SPOKE_DATA_DIR": str(workdir / "data"),
+            "SPOKE_LOG__LEVEL": "WARNING",
+            "COLUMNS": "200",
+        },
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key = re.search(r"X-Api-Key:\s+(\S+)", out)
+    secret = re.search(r"X-Secret-Key:\s+(\S+)", out)
+    assert key, out
+    assert secret, out
+    return key.group(1), secret.group(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    print(f"users_batch: {args.users} users, batches of {args.batch}, {args.clients} clients")
+    for backend in backends:
+        r = run(backend, args.users, args.batch, args.clients)
+        print(
+            f"  {backend:<10} {r['users']:>8.0f} users in {r['seconds']:6.1f} s = "
+            f"{r['users_per_s']:7.0f} users/s | server RSS peak {r['peak_rss_mb']:.0f} MB "
+            f"(at 25%: {r['rss_25_mb']:.0f} MB, end: {r['rss_end_mb']:.0f} MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()
