@@ -103,6 +103,10 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # psycopg prepares a statement after 5 runs and PostgreSQL then switches to a
+        # generic plan, which for `external_id IN (…1,000 ids…)` is a sequential scan:
+        # a batch upsert got slower with every user added. Custom plans keep the index.
+        connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )

@@ -238,10 +238,11 @@ def _load_states(
     ids = sorted(external_ids)
     if not ids:
         return {}
-    stmt = (
-        sa.select(*_USER_COLUMNS)
-        .where(User.workspace_id == workspace_id, User.external_id.in_(ids))
-        .order_by(User.id)
+    # No ORDER BY: sorting by id tempts PostgreSQL into walking the whole primary key
+    # (slower with every user added); the unique-index scan returns rows in external_id
+    # order anyway, which keeps the row-lock order the same for every writer.
+    stmt = sa.select(*_USER_COLUMNS).where(
+        User.workspace_id == workspace_id, User.external_id.in_(ids)
     )
     if session.get_bind().dialect.name == "postgresql":
         # Lock the rows we are about to rewrite so concurrent writers queue instead of
