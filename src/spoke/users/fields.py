@@ -20,6 +20,9 @@ from spoke.core.ids import new_id
 from spoke.users.models import STANDARD_FIELDS, CustomField, User
 from spoke.users.validation import coerce_custom_value
 
+# Standard fields and the other names CSV import columns use.
+RESERVED_NAMES = frozenset({*STANDARD_FIELDS, "external_id", "tags", "custom", "lists", "id"})
+
 
 class FieldNotFound(NotFound):
     code = "field_not_found"
@@ -82,8 +85,11 @@ def create_field(
     type_: str,
     options: list[str] | None,
 ) -> CustomField:
-    if name in STANDARD_FIELDS:
-        raise InvalidInput(f"{name!r} is a standard field; custom fields need another name.")
+    if name in RESERVED_NAMES:
+        raise InvalidInput(
+            f"{name!r} is a standard field or reserved (it names a column in CSV imports); "
+            "custom fields need another name."
+        )
     if (
         session.scalar(
             sa.select(CustomField.id).where(

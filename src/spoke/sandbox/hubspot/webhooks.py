@@ -17,12 +17,12 @@ import hashlib
 import hmac
 import itertools
 import random
+import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -338,12 +338,35 @@ class WebhookHub:
             self.queue.append(delivery)
 
 
+# v3 signs the URI with only these escapes decoded (HubSpot's documented list), not a
+# full percent-decode: "%20" stays "%20" in the signed string.
+_V3_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_V3_ESCAPE = re.compile("|".join(_V3_DECODED), re.IGNORECASE)
+
+
+def _v3_uri(url: str) -> str:
+    return _V3_ESCAPE.sub(lambda m: _V3_DECODED[m.group(0).upper()], url)
+
+
 def sign(
     secret: str, method: str, url: str, body: bytes, version: str, timestamp_ms: int
 ) -> dict[str, str]:
     """HubSpot's request signatures: always v3, plus v1 or v2 in `X-HubSpot-Signature`."""
     text = body.decode()
-    v3_message = f"{method}{unquote(url)}{text}{timestamp_ms}".encode()
+    v3_message = f"{method}{_v3_uri(url)}{text}{timestamp_ms}".encode()
     v3 = base64.b64encode(hmac.new(secret.encode(), v3_message, hashlib.sha256).digest())
     if version == "v2":
         legacy = hashlib.sha256(f"{secret}{method}{url}{text}".encode()).hexdigest()

@@ -1,0 +1,179 @@
+"""The `spoke` command, run as a real subprocess with its environment."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from spoke.config import Settings
+from spoke.core.db import make_engine, make_session_factory, session_scope
+from spoke.users import imports
+from spoke.users.models import User, UserChange, UserImport
+from spoke.workspaces import service as workspaces
+
+
+def spoke(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "spoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env, "COLUMNS": "200"},
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "SPOKE_DATABASE_URL": f"sqlite:///{tmp_path / 'spoke.db'}",
+        "SPOKE_DATA_DIR": str(tmp_path / "data"),
+        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
+        "SPOKE_LOG__LEVEL": "WARNING",
+    }
+
+
+def test_config_show_masks_secrets(env: dict[str, str]) -> None:
+    env = {
+        **env,
+        "SPOKE_DATABASE_URL": "postgresql://spoke:hunter2@db.internal:5432/spoke",
+        "SPOKE_REDIS_URL": "redis://:s3cret@cache:6379/0",
+        "SPOKE_JOBS__WORKERS": "7",
+    }
+    out = spoke(env, "config", "show", "--json").stdout
+    assert "hunter2" not in out
+    assert "s3cret" not in out
+    assert env["SPOKE_SECRET_KEY"] not in out
+    assert "postgresql://spoke:********@db.internal:5432/spoke" in out
+    assert '"workers": 7' in out
+    table = spoke(env, "config", "show").stdout
+    assert "SPOKE_JOBS__LEASE_SECONDS" in table
+    assert "hunter2" not in table
+
+
+def test_production_mode_requires_a_secret_key(env: dict[str, str]) -> None:
+    env = {k: v for k, v in env.items() if k != "SPOKE_SECRET_KEY"}
+    result = spoke({**env, "SPOKE_MODE": "production"}, "config", "show", check=False)
+    assert result.returncode != 0
+    assert "SPOKE_SECRET_KEY is required" in result.stdout + result.stderr
+
+
+def test_embedded_mode_generates_and_keeps_a_key(env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in env.items() if k != "SPOKE_SECRET_KEY"}
+    spoke(env, "db", "upgrade")
+    spoke(env, "workspaces", "create", "A", "--slug", "a", "--owner-email", "a@example.com")
+    key_file = tmp_path / "data" / "secret.key"
+    first = key_file.read_text()
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    spoke(env, "workspaces", "create", "B", "--slug", "b", "--owner-email", "b@example.com")
+    assert key_file.read_text() == first
+
+
+def test_serve_refuses_an_unmigrated_database(env: dict[str, str]) -> None:
+    result = spoke(env, "serve", "--port", "1", check=False)
+    assert result.returncode == 1
+    assert "Refusing to start" in result.stdout + result.stderr
+    assert "spoke db upgrade" in result.stdout + result.stderr
+
+
+def test_workspace_and_key_lifecycle(env: dict[str, str]) -> None:
+    spoke(env, "db", "upgrade")
+    created = spoke(
+        env, "workspaces", "create", "Acme", "--slug", "acme", "--owner-email", "Owner@Acme.example"
+    ).stdout
+    assert re.search(r"X-Secret-Key:\s+sk_", created)
+    listed = spoke(env, "workspaces", "list").stdout
+    assert "acme" in listed
+    key = spoke(env, "keys", "create", "-w", "acme", "--name", "ci").stdout
+    key_id = re.search(r"X-Api-Key:\s+(\S+)", key)
+    assert key_id is not None
+    keys = spoke(env, "keys", "list", "-w", "acme").stdout
+    assert key_id.group(1) in keys
+    assert "sk_" not in keys  # secrets are never shown again
+    spoke(env, "keys", "revoke", key_id.group(1), "-w", "acme")
+    duplicate = spoke(
+        env,
+        "workspaces",
+        "create",
+        "X",
+        "--slug",
+        "acme",
+        "--owner-email",
+        "x@example.com",
+        check=False,
+    )
+    assert duplicate.returncode == 1
+    assert "workspace_slug_taken" in duplicate.stdout + duplicate.stderr
+
+
+def _csv(path: Path, rows: int) -> Path:
+    lines = ["external_id,email,first_name,tags.plan"]
+    lines += [f"c{i},c{i}@example.com,Name {i},{'pro' if i % 2 else 'free'}" for i in range(rows)]
+    lines.append("bad-row,not-an-email,X,free")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_users_import_resumes_an_interrupted_upload(env: dict[str, str], tmp_path: Path) -> None:
+    spoke(env, "db", "upgrade")
+    spoke(env, "workspaces", "create", "Imp", "--slug", "imp", "--owner-email", "o@example.com")
+    csv_file = _csv(tmp_path / "users.csv", 1_200)
+    settings = Settings(
+        database_url=env["SPOKE_DATABASE_URL"],  # type: ignore[arg-type]
+        data_dir=Path(env["SPOKE_DATA_DIR"]),
+    )
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    # An earlier `spoke users import` that died after storing the first chunk of the file.
+    with session_scope(sessions) as session:
+        ws = workspaces.get_workspace_by_slug(session, "imp")
+        with csv_file.open(newline="") as fh:
+            header = imports.read_header(fh.readline())
+            chunks = list(imports.chunk_rows(fh))
+        imp = imports.begin(
+            session,
+            ws.id,
+            filename="users.csv",
+            sha256=hashlib.sha256(csv_file.read_bytes()).hexdigest(),
+            header=header,
+            total_rows=sum(len(c.rows) for c in chunks),
+            chunk_count=len(chunks),
+        )
+        imports.store_chunks(session, imp, chunks[:1])
+        import_id = imp.id
+    out = spoke(env, "users", "import", str(csv_file), "-w", "imp").stdout
+    assert f"Resuming import {import_id}" in out
+    assert "1200 created" in out
+    assert "1 failed" in out
+    with session_scope(sessions) as session:
+        finished = session.get(UserImport, import_id)
+        assert finished is not None
+        assert finished.status == "completed"
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(User).where(User.workspace_id == ws.id)
+            )
+            == 1_200
+        )
+        assert (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(UserChange)
+                .where(UserChange.workspace_id == ws.id)
+            )
+            == 1_200
+        )
+    # Importing the same file again is a new import that changes nothing.
+    again = spoke(env, "users", "import", str(csv_file), "-w", "imp").stdout
+    assert "0 created, 0 updated, 1200 unchanged, 1 failed" in again
+    engine.dispose()
