@@ -29,7 +29,6 @@ class HttpSettings(BaseModel):
     public_url: str | None = Field(
         None, description="URL the outside world reaches Spoke at (links, OAuth callbacks)."
     )
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes for `spoke serve`.")
 
 
 class JobSettings(BaseModel):
@@ -69,6 +68,35 @@ class LogSettings(BaseModel):
     )
 
 
+class HubSpotSettings(BaseModel):
+    base_url: str = Field(
+        "https://api.hubapi.com", description="HubSpot API root (a sandbox URL in development)."
+    )
+    app_url: str = Field(
+        "https://app.hubspot.com", description="Where the OAuth consent screen lives."
+    )
+    client_id: str | None = Field(None, description="OAuth app client id (for OAuth connects).")
+    client_secret: SecretStr | None = Field(
+        None, description="OAuth app client secret; also verifies webhook signatures."
+    )
+    app_id: int | None = Field(
+        None, description="The OAuth app's id: webhook events with this `sourceId` are our writes."
+    )
+    redirect_url: str | None = Field(
+        None,
+        description="OAuth redirect URL (default: `<http.public_url>/oauth/hubspot/callback`).",
+    )
+    webhook_max_age_seconds: float = Field(
+        300.0, gt=0, description="Webhook signature timestamps older than this are refused."
+    )
+    rate_limit: int = Field(
+        100, ge=1, description="Calls per 10 s the app may make to one portal (HubSpot's limit)."
+    )
+    reserved_share: float = Field(
+        0.1, ge=0, lt=1, description="Share of each portal's budget left for other apps."
+    )
+
+
 class Settings(BaseSettings):
     """Everything Spoke can be told. Each field documents itself in `spoke config show`."""
 
@@ -104,6 +132,9 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings, description="Background jobs.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="API limits.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+    hubspot: HubSpotSettings = Field(
+        default_factory=HubSpotSettings, description="HubSpot connection and sync."
+    )
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> Settings:
