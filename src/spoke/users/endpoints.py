@@ -17,6 +17,7 @@ from spoke.users import fields, lists, schemas, service
 from spoke.users.changes import Origin
 from spoke.users.schemas import EXTERNAL_ID_PATTERN, UserBatchItem, UserFields
 from spoke.users.service import Outcome, WriteItem
+from spoke.users.validation import normalise_email
 from spoke.workspaces.auth import (
     ClientIdempotent,
     ClientWorkspace,
@@ -226,8 +227,6 @@ def list_users(
 ) -> object:
     """Users, newest last; filter by email, list, tag and update time; page with `cursor`."""
     if email is not None:
-        from spoke.users.validation import normalise_email
-
         try:
             email = normalise_email(email)
         except ValueError as exc:
@@ -514,11 +513,7 @@ def add_members(
     request: Request,
 ) -> object:
     """Add up to 1,000 users to the list by external id."""
-    found = lists.get_list(session, caller.workspace_id, list_id)
-    changed, unchanged, missing = lists.change_membership(
-        session, _origin(request, caller), found, body.external_ids, add=True
-    )
-    return {"changed": changed, "unchanged": unchanged, "not_found": missing}
+    return _change_membership(session, request, caller, list_id, body, add=True)
 
 
 @router.post(
@@ -536,9 +531,21 @@ def remove_members(
     request: Request,
 ) -> object:
     """Remove up to 1,000 users from the list by external id."""
+    return _change_membership(session, request, caller, list_id, body, add=False)
+
+
+def _change_membership(
+    session: Db,
+    request: Request,
+    caller: Caller,
+    list_id: str,
+    body: schemas.MembershipChange,
+    *,
+    add: bool,
+) -> dict[str, object]:
     found = lists.get_list(session, caller.workspace_id, list_id)
     changed, unchanged, missing = lists.change_membership(
-        session, _origin(request, caller), found, body.external_ids, add=False
+        session, _origin(request, caller), found, body.external_ids, add=add
     )
     return {"changed": changed, "unchanged": unchanged, "not_found": missing}
 

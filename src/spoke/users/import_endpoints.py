@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from spoke.core.errors import AppError, responses
 from spoke.core.http import TransactionalRoute
@@ -81,7 +82,6 @@ async def create_import(
     if content_type not in ("text/csv", "application/csv", "text/plain"):
         raise UnsupportedMediaType("Send the file as text/csv.")
     data = await request.body()
-    from starlette.concurrency import run_in_threadpool
 
     def store() -> object:
         imp = imports.create_from_text(session, caller.workspace_id, filename, data)

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from spoke.users.validation import normalise_email
 from spoke.workspaces.models import Role
 
 
@@ -13,12 +14,6 @@ class Schema(BaseModel):
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _normalise_email(value: str) -> str:
-    from spoke.users.validation import normalise_email
-
-    return normalise_email(value)
 
 
 class Workspace(Schema):
@@ -55,7 +50,7 @@ class MemberCreate(Input):
     name: str = Field("", max_length=200)
     role: Role = Role.member
 
-    _email = field_validator("email")(_normalise_email)
+    _email = field_validator("email")(normalise_email)
 
 
 class MemberUpdate(Input):
