@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from tests.sandbox.harness import PortalHandle, Sandbox
+from tests.sandbox.harness import PortalHandle, Receiver, Sandbox, run_receiver
 
 from hubspot import HubSpot
 from spoke.sandbox.hubspot import SandboxConfig, SandboxStore, create_sandbox_app
@@ -68,3 +68,10 @@ def http(portal: PortalHandle) -> Iterator[httpx.Client]:
         timeout=10,
     ) as client:
         yield client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server that records webhook deliveries (see `harness.Receiver`)."""
+    with run_receiver() as state:
+        yield state

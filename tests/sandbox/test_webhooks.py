@@ -3,104 +3,17 @@ receiver (signatures, batching, retries, duplicates and reordering)."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from hubspot.utils.signature import Signature
-from hubspot.webhooks import SettingsChangeRequest, SubscriptionCreateRequest, ThrottlingSettings
-from tests.sandbox.harness import PortalHandle
+from tests.sandbox.harness import PortalHandle, Receiver, subscribe
 
-from hubspot import HubSpot
 from spoke.sandbox.hubspot.webhooks import sign
 
 C = "/crm/v3/objects/contacts"
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = json.loads(self.body)
-        return events
-
-
-@dataclass
-class Receiver:
-    url: str
-    requests: list[Received] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # answers to give, then 200
-
-    def events(self) -> list[dict[str, Any]]:
-        return [e for r in self.requests if r.headers.get("x-answered") == "200" for e in r.events]
-
-    def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; received {len(self.requests)} requests")
-            time.sleep(0.02)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = state.statuses.pop(0) if state.statuses else 200
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            headers["x-answered"] = str(status)
-            state.requests.append(Received(headers, body))
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks?source=hubspot"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
-def _subscribe(
-    portal: PortalHandle, receiver: Receiver, *types: str, prop: str | None = None, **settings: Any
-) -> None:
-    app = portal.sandbox.store.apps[portal.portal.oauth_app_id]
-    dev = HubSpot(api_key=app.developer_api_key, host=portal.sandbox.base_url)
-    dev.webhooks.settings_api.configure(
-        app_id=app.app_id,
-        settings_change_request=SettingsChangeRequest(
-            target_url=receiver.url, throttling=ThrottlingSettings(max_concurrent_requests=10)
-        ),
-    )
-    if settings:
-        url = f"{portal.sandbox.base_url}/webhooks/v3/{app.app_id}/settings"
-        body = {"targetUrl": receiver.url, **settings}
-        assert httpx.put(url, params={"hapikey": app.developer_api_key}, json=body).is_success
-    for event_type in types:
-        created = dev.webhooks.subscriptions_api.create(
-            app_id=app.app_id,
-            subscription_create_request=SubscriptionCreateRequest(
-                event_type=event_type, property_name=prop, active=True
-            ),
-        )
-        assert created.active is True
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +47,7 @@ class TestDelivery:
     def test_signed_creation_event(
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
-        _subscribe(portal, receiver, "contact.creation")
+        subscribe(portal, receiver, "contact.creation")
         cid = http.post(C, json={"properties": {"email": "hook@example.com"}}).json()["id"]
         receiver.wait(lambda: bool(receiver.events()))
         request = receiver.requests[0]
@@ -165,7 +78,7 @@ class TestDelivery:
     def test_v2_is_selectable(
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
-        _subscribe(portal, receiver, "contact.creation", signatureVersion="v2")
+        subscribe(portal, receiver, "contact.creation", signatureVersion="v2")
         http.post(C, json={"properties": {"email": "v2@example.com"}})
         receiver.wait(lambda: bool(receiver.events()))
         request = receiver.requests[0]
@@ -180,7 +93,7 @@ class TestDelivery:
         )
 
     def test_own_changes_are_recognisable(self, portal: PortalHandle, receiver: Receiver) -> None:
-        _subscribe(portal, receiver, "contact.propertyChange", prop="firstname")
+        subscribe(portal, receiver, "contact.propertyChange", prop="firstname")
         token = httpx.post(portal.admin("/tokens"), json={}).json()["access_token"]
         with httpx.Client(
             base_url=portal.sandbox.base_url, headers={"Authorization": f"Bearer {token}"}
@@ -199,8 +112,8 @@ class TestDelivery:
     def test_each_event_names_its_own_subscription(
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
-        _subscribe(portal, receiver, "contact.propertyChange", prop="firstname")
-        _subscribe(portal, receiver, "contact.propertyChange", prop="lastname")
+        subscribe(portal, receiver, "contact.propertyChange", prop="firstname")
+        subscribe(portal, receiver, "contact.propertyChange", prop="lastname")
         app = portal.sandbox.store.apps[portal.portal.oauth_app_id]
         subs = httpx.get(
             f"{portal.sandbox.base_url}/webhooks/v3/{app.app_id}/subscriptions",
@@ -215,7 +128,7 @@ class TestDelivery:
     def test_gdpr_delete_fires_privacy_deletion_and_deletion_once(
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
-        _subscribe(portal, receiver, "contact.privacyDeletion", "contact.deletion")
+        subscribe(portal, receiver, "contact.privacyDeletion", "contact.deletion")
         cid = http.post(C, json={"properties": {"email": "gdpr@example.com"}}).json()["id"]
         assert http.post(f"{C}/gdpr-delete", json={"objectId": cid}).status_code == 204
         receiver.wait(lambda: len(receiver.events()) >= 2)
@@ -226,7 +139,7 @@ class TestDelivery:
     def test_batches_hold_at_most_100_events(
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
-        _subscribe(portal, receiver, "contact.creation")
+        subscribe(portal, receiver, "contact.creation")
         httpx.post(portal.admin("/seed"), json={"contacts": 250, "seed": 5})
         receiver.wait(lambda: len(receiver.events()) == 250)
         assert max(len(r.events) for r in receiver.requests) == 100
@@ -237,7 +150,7 @@ class TestDelivery:
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
         receiver.statuses = [500, 429]
-        _subscribe(portal, receiver, "contact.deletion")
+        subscribe(portal, receiver, "contact.deletion")
         cid = http.post(C, json={"properties": {"email": "retry@example.com"}}).json()["id"]
         http.delete(f"{C}/{cid}")
         receiver.wait(lambda: bool(receiver.events()))
@@ -252,7 +165,7 @@ class TestDelivery:
     ) -> None:
         portal.sandbox.store.config.webhook_time_scale = 0.00001
         receiver.statuses = [503] * 20
-        _subscribe(portal, receiver, "contact.creation")
+        subscribe(portal, receiver, "contact.creation")
         http.post(C, json={"properties": {"email": "never@example.com"}})
         receiver.wait(
             lambda: httpx.get(portal.admin("/counters")).json()["webhooks"]["given_up"] == 1
@@ -266,7 +179,7 @@ class TestDelivery:
             portal.admin("/faults"),
             json={"webhook_duplicate_rate": 1.0, "webhook_reorder": True, "seed": 1},
         )
-        _subscribe(portal, receiver, "contact.creation")
+        subscribe(portal, receiver, "contact.creation")
         inputs = [{"properties": {"email": f"d{i}@example.com"}} for i in range(20)]
         http.post(f"{C}/batch/create", json={"inputs": inputs})
         receiver.wait(lambda: len(receiver.events()) == 40)
@@ -277,7 +190,7 @@ class TestDelivery:
     def test_merge_and_association_events(
         self, http: httpx.Client, portal: PortalHandle, receiver: Receiver
     ) -> None:
-        _subscribe(portal, receiver, "contact.merge", "contact.associationChange")
+        subscribe(portal, receiver, "contact.merge", "contact.associationChange")
         a = http.post(C, json={"properties": {"email": "ma@example.com"}}).json()["id"]
         b = http.post(C, json={"properties": {"email": "mb@example.com"}}).json()["id"]
         company = http.post("/crm/v3/objects/companies", json={"properties": {"name": "M"}}).json()[

@@ -18,8 +18,9 @@ from starlette.routing import Route
 
 from spoke.sandbox.hubspot import crm
 from spoke.sandbox.hubspot.config import apply_patch, settings_to_json
-from spoke.sandbox.hubspot.http import JSON, no_content
-from spoke.sandbox.hubspot.schema import OBJECT_TYPES
+from spoke.sandbox.hubspot.errors import SandboxError
+from spoke.sandbox.hubspot.http import JSON, error_response, no_content
+from spoke.sandbox.hubspot.schema import OBJECT_TYPES, resolve_object_type
 from spoke.sandbox.hubspot.store import ALL_SCOPES, Portal, SandboxStore
 from spoke.sandbox.hubspot.timefmt import iso_ms
 
@@ -349,6 +350,41 @@ async def timeline(request: Request, store: SandboxStore) -> Response:
     return JSON({"contact_id": contact.id, "results": items})
 
 
+async def restore_object(request: Request, store: SandboxStore) -> Response:
+    """Restore an archived record from the recycle bin, as a user would in HubSpot's UI.
+
+    Body (optional): `change_source` (default `CRM_UI`) and `source_id` (default `userId:1`), the
+    `changeSource` and `sourceId` of the `*.restore` webhook event. Problems with the record itself
+    answer in HubSpot's error shape, as the API would (404, 400, or 409 for a taken email).
+    """
+    portal = _portal(request, store)
+    body = await _body(request)
+    change_source = body.get("change_source", "CRM_UI")
+    source_id = body.get("source_id", "userId:1")
+    if not isinstance(change_source, str) or not change_source:
+        raise AdminError(400, "invalid_source", "change_source must be a non-empty string")
+    if source_id is not None and not isinstance(source_id, str):
+        raise AdminError(400, "invalid_source", "source_id must be a string or null")
+    segment = request.path_params["objectType"]
+    otype = resolve_object_type(segment)
+    try:
+        if otype is None:
+            raise SandboxError(
+                400, f"Unable to infer object type from: {segment}", "VALIDATION_ERROR"
+            )
+        with portal.lock:
+            rec = crm.restore(
+                portal,
+                otype,
+                request.path_params["objectId"],
+                store.now_ms(),
+                (change_source, source_id),
+            )
+            return JSON(crm.to_json(portal, otype, rec))
+    except SandboxError as err:
+        return error_response(err)
+
+
 async def clock(request: Request, store: SandboxStore) -> Response:
     if request.method == "POST":
         body = await _body(request)
@@ -400,4 +436,5 @@ routes: list[Route] = [
     Route(P + "/rate-limits", admin(put_rate_limits), methods=["PUT"]),
     Route(P + "/tokens", admin(mint_token), methods=["POST"]),
     Route(P + "/contacts/{contactId}/timeline", admin(timeline), methods=["GET"]),
+    Route(P + "/objects/{objectType}/{objectId}/restore", admin(restore_object), methods=["POST"]),
 ]

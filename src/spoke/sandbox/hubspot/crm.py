@@ -182,6 +182,64 @@ def archive(
     tbl.schedule_index(rec.id, None, _visible_at(portal, now))
 
 
+RECYCLE_BIN_MS = 90 * 24 * 3600 * 1000  # HubSpot keeps archived records restorable for 90 days
+
+
+def restore(portal: Portal, otype: ObjectType, rec_id: str, now: int, source: Source) -> Record:
+    """Bring an archived record back from the recycle bin, as HubSpot's UI does: same id,
+    properties, history and associations. Its unique values (a contact's email) are taken again.
+
+    Raises:
+        SandboxError: 404 for an unknown or GDPR-deleted id; 400 for a live record, a merged-away
+            record or one archived more than 90 days ago; 409 when one of its unique values now
+            belongs to another live record (`Contact already exists. Existing ID: N`).
+    """
+    tbl = portal.tables[otype.name]
+    rec = tbl.records.get(rec_id)
+    if rec is None:
+        if rec_id in tbl.purged:
+            raise SandboxError(
+                404,
+                f"{otype.singular.capitalize()} {rec_id} was permanently deleted (GDPR delete) "
+                "and cannot be restored.",
+                "OBJECT_NOT_FOUND",
+                context={"id": [rec_id]},
+            )
+        raise errors.not_found(rec_id)
+    if rec.merged_into is not None:
+        raise errors.validation(
+            f"{otype.singular.capitalize()} {rec_id} was merged into {rec.merged_into} "
+            "and cannot be restored.",
+            context={"id": [rec_id], "mergedInto": [rec.merged_into]},
+        )
+    if not rec.archived:
+        raise errors.validation(
+            f"{otype.singular.capitalize()} {rec_id} is not archived; only archived objects "
+            "can be restored.",
+            context={"id": [rec_id]},
+        )
+    if now - rec.archived_ms > RECYCLE_BIN_MS:
+        raise errors.validation(
+            f"{otype.singular.capitalize()} {rec_id} was archived more than 90 days ago and can "
+            "no longer be restored.",
+            context={"id": [rec_id], "archivedAt": [iso_ms(rec.archived_ms)]},
+        )
+    for prop, idx in tbl.unique.items():
+        for value in _unique_values(rec, prop):
+            existing = idx.get(value)
+            if existing is not None and existing != rec.id:
+                raise _unique_conflict(otype, prop, value, existing)
+    rec.archived = False
+    rec.archived_ms = 0
+    for prop, idx in tbl.unique.items():
+        for value in _unique_values(rec, prop):
+            idx[value] = rec.id
+    tbl.schedule_index(rec.id, rec.props, _visible_at(portal, now))
+    if portal.listening:
+        _emit(portal, "restore", otype, rec.id, now, source)
+    return rec
+
+
 def merge(
     portal: Portal, otype: ObjectType, primary: Record, other: Record, now: int, source: Source
 ) -> Record:

@@ -143,6 +143,7 @@ def gdpr_delete(call: Call) -> Response:
     crm.archive(call.portal, otype, rec, call.now, call.source)
     tbl = call.portal.tables[otype.name]
     del tbl.records[rec.id]
+    tbl.purged.add(rec.id)
     for to_type, to_id in list(call.portal.assoc.get((otype.name, rec.id), {})):
         crm.remove_association(call.portal, otype.name, rec.id, to_type, to_id, None)
     call.portal.timeline.pop(rec.id, None)

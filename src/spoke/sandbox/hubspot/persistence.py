@@ -58,6 +58,7 @@ def portal_state(portal: Portal) -> JSONDict:
             t: [record_state(r) for r in tbl.records.values()] for t, tbl in portal.tables.items()
         },
         "unique_props": {t: list(tbl.unique) for t, tbl in portal.tables.items()},
+        "purged": {t: sorted(tbl.purged) for t, tbl in portal.tables.items() if tbl.purged},
         "properties": portal.properties,
         "groups": portal.groups,
         "owners": portal.owners,
@@ -115,6 +116,8 @@ def portal_from_state(data: JSONDict, log_size: int) -> Portal:
                         if extra:
                             tbl.unique["email"][extra.lower()] = rec.id
         tbl.rebuild_index()
+    for t, ids in data.get("purged", {}).items():  # absent from files written before restore
+        portal.tables[t].purged.update(ids)
     portal.properties = data["properties"]
     portal.groups = data["groups"]
     portal.owners = data["owners"]

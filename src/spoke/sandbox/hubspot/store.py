@@ -93,6 +93,8 @@ class ObjectTable:
         # Search index: id -> props as the index last saw them; pending writes not yet visible.
         self.index: dict[str, dict[str, str]] = {}
         self.pending: deque[tuple[int, str, dict[str, str] | None]] = deque()
+        # Ids removed for good by a GDPR delete, so a restore can say why it cannot restore them.
+        self.purged: set[str] = set()
 
     def schedule_index(self, rec_id: str, props: dict[str, str] | None, visible_ms: int) -> None:
         if visible_ms <= 0 and not self.pending:

@@ -234,7 +234,7 @@ class WebhookHub:
                 self._add(
                     out, sub, {**base, "subscriptionType": sub.event_type, "changeFlag": "NEW"}
                 )
-            elif sub_kind == kind and kind in ("deletion", "privacyDeletion"):
+            elif sub_kind == kind and kind in ("deletion", "privacyDeletion", "restore"):
                 self._add(out, sub, {**base, "subscriptionType": sub.event_type})
             elif sub_kind == kind == "merge":
                 self._add(
