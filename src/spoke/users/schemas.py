@@ -104,9 +104,15 @@ class UserFields(Input):
     @classmethod
     def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
         # A field validator (not a model one) so its errors name `phone`; the country is
-        # already validated, so "010-1234-5678" + KR works.
+        # already validated, so "010-1234-5678" + KR works. A national number sent without
+        # a country stays as given: `write_users` reads it with the user's stored country.
         raw = value.strip() if value else value
-        return validation.normalise_phone(raw, info.data.get("country")) if raw else None
+        if not raw:
+            return None
+        country = info.data.get("country")
+        if country is None and not raw.startswith("+"):
+            return validation.check_phone_characters(raw)
+        return validation.normalise_phone(raw, country)
 
 
 class UserBatchItem(UserFields):

@@ -28,6 +28,7 @@ from spoke.users import fields as custom_fields
 from spoke.users.changes import Origin, PendingChange
 from spoke.users.models import STANDARD_FIELDS, ListMembership, User, UserTag
 from spoke.users.schemas import ItemError, UserFields
+from spoke.users.validation import normalise_phone
 
 _USER_COLUMNS = [
     getattr(User, name)
@@ -125,8 +126,9 @@ def _write_users_once(
             )
             continue
         try:
+            item = _resolve_national_phone(state, item)
             new_custom = _next_custom(definitions, state, item)
-        except _CustomFieldProblem as problem:
+        except _ItemProblem as problem:
             outcomes.append(
                 Outcome(
                     index,
@@ -146,11 +148,28 @@ def _write_users_once(
     return outcomes
 
 
-class _CustomFieldProblem(Exception):
-    def __init__(self, code: str, name: str, detail: str) -> None:
+class _ItemProblem(Exception):
+    """One item can't be applied; it becomes that item's error outcome."""
+
+    def __init__(self, code: str, field: str, detail: str) -> None:
         self.code = code
         self.detail = detail
-        self.field_error = {"field": f"custom.{name}", "message": detail, "type": code}
+        self.field_error = {"field": field, "message": detail, "type": code}
+
+
+def _resolve_national_phone(state: _State | None, item: WriteItem) -> WriteItem:
+    """Read a national phone number (no +country code) with the user's country: the one
+    this write sets, else the stored one."""
+    values = item.values
+    if values.phone is None or values.phone.startswith("+"):
+        return item
+    given = "country" in values.model_fields_set or item.replace
+    country = values.country if given else (state.profile["country"] if state else None)
+    try:
+        phone = normalise_phone(values.phone, country)
+    except ValueError as exc:
+        raise _ItemProblem("invalid_input", "phone", f"phone: {exc}") from None
+    return WriteItem(item.external_id, values.model_copy(update={"phone": phone}), item.replace)
 
 
 def _next_custom(
@@ -160,9 +179,9 @@ def _next_custom(
     for name, value in (item.values.custom or {}).items():
         definition = definitions.get(name)
         if definition is None:
-            raise _CustomFieldProblem(
+            raise _ItemProblem(
                 "unknown_custom_field",
-                name,
+                f"custom.{name}",
                 f"No custom field named {name!r}; declare it in /v1/fields.",
             )
         if value is None:
@@ -171,7 +190,7 @@ def _next_custom(
         try:
             current[name] = definition.coerce(value)
         except ValueError as exc:
-            raise _CustomFieldProblem("invalid_custom_field", name, f"{name}: {exc}") from None
+            raise _ItemProblem("invalid_custom_field", f"custom.{name}", f"{name}: {exc}") from None
     return current
 
 

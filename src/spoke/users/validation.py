@@ -58,8 +58,23 @@ def normalise_email(value: str) -> str:
     return result.normalized.lower()
 
 
+_PHONE_CHARACTERS = re.compile(r"^[0-9()./\- ]{3,40}$")
+
+
+def check_phone_characters(value: str) -> str:
+    """A national number whose country is not known yet: check only what it is made of."""
+    if not _PHONE_CHARACTERS.match(value):
+        raise ValueError("not a valid phone number; use international format like +14155550123")
+    return value
+
+
 def normalise_phone(value: str, country: str | None = None) -> str:
     value = value.strip()
+    if country is None and not value.startswith("+"):
+        raise ValueError(
+            "a national number needs the user's country: set `country`, or use "
+            "international format like +82 10-1234-5678"
+        )
     try:
         number = phonenumbers.parse(value, None if value.startswith("+") else country)
     except phonenumbers.NumberParseException:
