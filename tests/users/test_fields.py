@@ -211,3 +211,19 @@ def test_options_only_for_enumerations_and_unique(tenant: Tenant) -> None:
         tenant.http.patch("/v1/fields/plan", json={"options": ["a", "a"]}), 422, "invalid_input"
     )
     problem(tenant.http.patch("/v1/fields/nope", json={"label": "x"}), 404, "field_not_found")
+
+
+def test_deleting_a_field_records_a_change_for_each_user_that_had_a_value(tenant: Tenant) -> None:
+    tenant.http.post("/v1/fields", json={"name": "score", "type": "number"})
+    tenant.http.put("/v1/users/has", json={"custom": {"score": 7}})
+    tenant.http.put("/v1/users/lacks", json={"first_name": "L"})
+    before = {u: tenant.http.get(f"/v1/users/{u}").json()["version"] for u in ("has", "lacks")}
+    assert tenant.http.delete("/v1/fields/score").status_code == 204
+    has = tenant.http.get("/v1/users/has").json()
+    assert has["custom"] == {}
+    assert has["version"] == before["has"] + 1
+    assert tenant.http.get("/v1/users/lacks").json()["version"] == before["lacks"]
+    last = tenant.http.get("/v1/users/has/changes").json()[-1]
+    assert last["changes"] == {"custom.score": [7, None]}
+    assert last["kind"] == "updated"
+    assert tenant.http.get("/v1/users/lacks/changes").json()[-1]["kind"] == "created"

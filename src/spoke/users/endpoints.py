@@ -424,9 +424,11 @@ def update_field(
     responses=responses(fields.FieldNotFound),
     dependencies=[Idempotent],
 )
-def delete_field(name: FieldNamePath, caller: ServerCaller, session: Db) -> None:
-    """Delete a field and its values on every user."""
-    fields.delete_field(session, fields.get_field(session, caller.workspace_id, name))
+def delete_field(name: FieldNamePath, caller: ServerCaller, session: Db, request: Request) -> None:
+    """Delete a field and its values on every user (each such user gets a change row)."""
+    fields.delete_field(
+        session, _origin(request, caller), fields.get_field(session, caller.workspace_id, name)
+    )
 
 
 # -- lists --------------------------------------------------------------------------------

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from spoke.core.clock import utcnow
+from spoke.core.db import table_of
 from spoke.core.errors import Conflict, InvalidInput, NotFound
 from spoke.core.ids import new_id
+from spoke.users import changes as feed
+from spoke.users.changes import Origin, PendingChange
 from spoke.users.models import STANDARD_FIELDS, CustomField, User
 from spoke.users.validation import coerce_custom_value
 
@@ -146,17 +150,44 @@ def _option_in_use(session: Session, found: CustomField, removed: set[str]) -> b
     )
 
 
-def delete_field(session: Session, found: CustomField) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stripped: Any = sa.cast(User.custom, sa.dialects.postgresql.JSONB).op("-")(found.name)
+def delete_field(session: Session, origin: Origin, found: CustomField) -> None:
+    """Delete the field and strip its value from every user that has one; each such user
+    gets a change-feed row (`custom.<name>`: old → null) and a new version, like any edit."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        as_jsonb = sa.cast(User.custom, JSONB)
+        has_value: Any = as_jsonb.has_key(found.name)
+        stripped: Any = as_jsonb.op("-")(found.name)
     else:
-        stripped = sa.func.json_remove(User.custom, f'$."{found.name}"')
-    session.execute(
-        sa.update(User)
-        .where(User.workspace_id == found.workspace_id)
-        .values(custom=stripped)
-        .execution_options(synchronize_session=False)
+        path = f'$."{found.name}"'
+        has_value = sa.func.json_type(User.custom, path).is_not(None)
+        stripped = sa.func.json_remove(User.custom, path)
+    holders = session.execute(
+        sa.select(User.id, User.external_id, User.custom).where(
+            User.workspace_id == found.workspace_id, has_value
+        )
+    ).all()
+    now = utcnow()
+    users = table_of(User)
+    for start in range(0, len(holders), 1000):
+        ids = [row.id for row in holders[start : start + 1000]]
+        session.execute(
+            users.update()
+            .where(users.c.id.in_(ids))
+            .values(custom=stripped, version=users.c.version + 1, updated_at=now)
+        )
+    feed.record(
+        session,
+        origin,
+        [
+            PendingChange(
+                row.id,
+                row.external_id,
+                "updated",
+                {f"custom.{found.name}": [row.custom.get(found.name), None]},
+            )
+            for row in holders
+        ],
     )
     session.delete(found)
     session.flush()
