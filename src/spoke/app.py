@@ -20,7 +20,7 @@ from spoke.core.openapi import install_openapi
 from spoke.deps import Services
 from spoke.runtime import Runtime
 from spoke.users import endpoints as users_endpoints
-from spoke.users import import_endpoints
+from spoke.users import field_endpoints, import_endpoints, list_endpoints
 from spoke.workspaces import endpoints as workspace_endpoints
 
 DESCRIPTION = """
@@ -74,6 +74,8 @@ def create_app(
         workspace_endpoints.router,
         users_endpoints.router,
         users_endpoints.client_router,
+        field_endpoints.router,
+        list_endpoints.router,
         import_endpoints.router,
     ):
         app.include_router(router)

@@ -14,12 +14,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
 from spoke.core import bulk
 from spoke.core.clock import utcnow
 from spoke.core.db import table_of
 from spoke.users.models import UserChange
 from spoke.workspaces.models import Workspace
+from spoke.workspaces.service import Caller
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,13 @@ class PendingChange:
     external_id: str
     kind: str  # created, updated, deleted, restored, tags, lists
     changes: dict[str, Any]
+
+
+def request_origin(request: Request, caller: Caller, origin: str = "api") -> Origin:
+    """The origin of a write made by an HTTP request: the caller's key and the request id."""
+    return Origin(
+        caller.workspace_id, origin, caller.actor, getattr(request.state, "request_id", None)
+    )
 
 
 def allocate_seqs(session: Session, workspace_id: str, count: int) -> int:

@@ -1,4 +1,4 @@
-"""App users over HTTP: `/v1/users`, `/v1/fields`, `/v1/lists`, and the client routes."""
+"""App users over HTTP: `/v1/users`, the change feed, and the client routes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import Page
 from spoke.deps import AppServices, Db
 from spoke.users import changes as feed
-from spoke.users import fields, lists, schemas, service
-from spoke.users.changes import Origin
+from spoke.users import lists, schemas, service
+from spoke.users.changes import Origin, request_origin
 from spoke.users.schemas import EXTERNAL_ID_PATTERN, UserBatchItem, UserFields
 from spoke.users.service import Outcome, WriteItem
 from spoke.users.validation import normalise_email
@@ -25,7 +25,6 @@ from spoke.workspaces.auth import (
     ServerCaller,
     verify_identity,
 )
-from spoke.workspaces.service import Caller
 
 router = APIRouter(prefix="/v1", tags=["users"], route_class=TransactionalRoute)
 client_router = APIRouter(prefix="/v1/client", tags=["client"], route_class=TransactionalRoute)
@@ -41,12 +40,6 @@ ExternalIdPath = Annotated[
         description="Your id for the user.",
     ),
 ]
-
-
-def _origin(request: Request, caller: Caller, origin: str = "api") -> Origin:
-    return Origin(
-        caller.workspace_id, origin, caller.actor, getattr(request.state, "request_id", None)
-    )
 
 
 def _one(session: Db, workspace_id: str, external_id: str) -> dict[str, Any]:
@@ -90,7 +83,7 @@ def put_user(
     """Create the user, or replace its profile: fields left out are cleared, `custom` is
     replaced, and `tags`, when given, replace all tags."""
     outcome = service.write_users(
-        session, _origin(request, caller), [WriteItem(external_id, body, replace=True)]
+        session, request_origin(request, caller), [WriteItem(external_id, body, replace=True)]
     )[0]
     _raise_item_error(outcome)
     if outcome.status == "created":
@@ -115,7 +108,7 @@ def patch_user(
     # 404 for a user that never existed; a deleted one answers 409 `user_deleted` like PUT.
     service.get_user(session, caller.workspace_id, external_id, include_deleted=True)
     outcome = service.write_users(
-        session, _origin(request, caller), [WriteItem(external_id, body)]
+        session, request_origin(request, caller), [WriteItem(external_id, body)]
     )[0]
     _raise_item_error(outcome)
     return _one(session, caller.workspace_id, external_id)
@@ -144,7 +137,7 @@ def delete_user(
     external_id: ExternalIdPath, caller: ServerCaller, session: Db, request: Request
 ) -> None:
     """Soft-delete the user: hidden from reads and sends, restorable with `/restore`."""
-    service.delete_user(session, _origin(request, caller), external_id)
+    service.delete_user(session, request_origin(request, caller), external_id)
 
 
 @router.post(
@@ -157,7 +150,7 @@ def restore_user(
     external_id: ExternalIdPath, caller: ServerCaller, session: Db, request: Request
 ) -> object:
     """Bring a soft-deleted user back, with everything it had."""
-    user = service.restore_user(session, _origin(request, caller), external_id)
+    user = service.restore_user(session, request_origin(request, caller), external_id)
     return service.render(session, [user])[0]
 
 
@@ -175,7 +168,7 @@ def patch_tags(
     request: Request,
 ) -> object:
     """Set tags; a value of `""` deletes that key. Other tags are kept."""
-    service.patch_tags(session, _origin(request, caller), external_id, body.tags)
+    service.patch_tags(session, request_origin(request, caller), external_id, body.tags)
     return _one(session, caller.workspace_id, external_id)
 
 
@@ -337,7 +330,7 @@ def batch_upsert(
             continue
         # A batch item is a UserFields plus its id; write_users only reads profile fields.
         valid.append((index, WriteItem(item.external_id, item)))
-    origin = _origin(request, caller)
+    origin = request_origin(request, caller)
     written = service.write_users(session, origin, [w for _, w in valid])
     for (index, _), outcome in zip(valid, written, strict=True):
         outcome.index = index
@@ -355,201 +348,6 @@ def batch_upsert(
         "failed": counts["error"],
         "results": [r.__dict__ for r in results],
     }
-
-
-# -- custom fields ----------------------------------------------------------------------
-
-
-FieldNamePath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-
-
-@router.get(
-    "/fields", response_model=list[schemas.CustomField], tags=["fields"], responses=responses()
-)
-def list_fields(caller: ServerCaller, session: Db) -> object:
-    """The workspace's custom user fields."""
-    return fields.list_fields(session, caller.workspace_id)
-
-
-@router.post(
-    "/fields",
-    response_model=schemas.CustomField,
-    status_code=status.HTTP_201_CREATED,
-    tags=["fields"],
-    responses=responses(fields.FieldExists),
-    dependencies=[Idempotent],
-)
-def create_field(body: schemas.CustomFieldCreate, caller: ServerCaller, session: Db) -> object:
-    """Declare a custom field; user values are then checked against its type."""
-    return fields.create_field(
-        session,
-        caller.workspace_id,
-        name=body.name,
-        label=body.label,
-        type_=body.type,
-        options=body.options,
-    )
-
-
-@router.get(
-    "/fields/{name}",
-    response_model=schemas.CustomField,
-    tags=["fields"],
-    responses=responses(fields.FieldNotFound),
-)
-def get_field(name: FieldNamePath, caller: ServerCaller, session: Db) -> object:
-    """One custom field."""
-    return fields.get_field(session, caller.workspace_id, name)
-
-
-@router.patch(
-    "/fields/{name}",
-    response_model=schemas.CustomField,
-    tags=["fields"],
-    responses=responses(fields.FieldNotFound, fields.OptionInUse),
-    dependencies=[Idempotent],
-)
-def update_field(
-    name: FieldNamePath, body: schemas.CustomFieldUpdate, caller: ServerCaller, session: Db
-) -> object:
-    """Relabel a field or change an enumeration's options (options in use stay)."""
-    found = fields.get_field(session, caller.workspace_id, name)
-    return fields.update_field(session, found, label=body.label, options=body.options)
-
-
-@router.delete(
-    "/fields/{name}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    tags=["fields"],
-    responses=responses(fields.FieldNotFound),
-    dependencies=[Idempotent],
-)
-def delete_field(name: FieldNamePath, caller: ServerCaller, session: Db, request: Request) -> None:
-    """Delete a field and its values on every user (each such user gets a change row)."""
-    fields.delete_field(
-        session, _origin(request, caller), fields.get_field(session, caller.workspace_id, name)
-    )
-
-
-# -- lists --------------------------------------------------------------------------------
-
-ListIdPath = Annotated[str, Path(min_length=1, max_length=40)]
-
-
-@router.get("/lists", response_model=list[schemas.UserList], tags=["lists"], responses=responses())
-def list_lists(caller: ServerCaller, session: Db) -> object:
-    """All lists with their member counts and what uses them."""
-    return lists.render(session, lists.list_lists(session, caller.workspace_id))
-
-
-@router.post(
-    "/lists",
-    response_model=schemas.UserList,
-    status_code=status.HTTP_201_CREATED,
-    tags=["lists"],
-    responses=responses(lists.ListNameTaken),
-    dependencies=[Idempotent],
-)
-def create_list(body: schemas.UserListCreate, caller: ServerCaller, session: Db) -> object:
-    """Create an empty list."""
-    created = lists.create_list(
-        session, caller.workspace_id, name=body.name, description=body.description
-    )
-    return lists.render(session, [created])[0]
-
-
-@router.get(
-    "/lists/{list_id}",
-    response_model=schemas.UserList,
-    tags=["lists"],
-    responses=responses(lists.ListNotFound),
-)
-def get_list(list_id: ListIdPath, caller: ServerCaller, session: Db) -> object:
-    """One list. Its members: `GET /v1/users?list={list_id}`."""
-    return lists.render(session, [lists.get_list(session, caller.workspace_id, list_id)])[0]
-
-
-@router.patch(
-    "/lists/{list_id}",
-    response_model=schemas.UserList,
-    tags=["lists"],
-    responses=responses(lists.ListNotFound, lists.ListNameTaken),
-    dependencies=[Idempotent],
-)
-def update_list(
-    list_id: ListIdPath, body: schemas.UserListUpdate, caller: ServerCaller, session: Db
-) -> object:
-    """Rename a list or change its description."""
-    found = lists.get_list(session, caller.workspace_id, list_id)
-    return lists.render(
-        session, [lists.update_list(session, found, name=body.name, description=body.description)]
-    )[0]
-
-
-@router.delete(
-    "/lists/{list_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    tags=["lists"],
-    responses=responses(lists.ListNotFound, lists.ListInUse),
-    dependencies=[Idempotent],
-)
-def delete_list(list_id: ListIdPath, caller: ServerCaller, session: Db, request: Request) -> None:
-    """Delete a list (its users stay). Refused while something, e.g. a sync, uses it."""
-    lists.delete_list(
-        session, _origin(request, caller), lists.get_list(session, caller.workspace_id, list_id)
-    )
-
-
-@router.post(
-    "/lists/{list_id}/members",
-    response_model=schemas.MembershipResult,
-    tags=["lists"],
-    responses=responses(lists.ListNotFound),
-    dependencies=[Idempotent],
-)
-def add_members(
-    list_id: ListIdPath,
-    body: schemas.MembershipChange,
-    caller: ServerCaller,
-    session: Db,
-    request: Request,
-) -> object:
-    """Add up to 1,000 users to the list by external id."""
-    return _change_membership(session, request, caller, list_id, body, add=True)
-
-
-@router.post(
-    "/lists/{list_id}/members/remove",
-    response_model=schemas.MembershipResult,
-    tags=["lists"],
-    responses=responses(lists.ListNotFound),
-    dependencies=[Idempotent],
-)
-def remove_members(
-    list_id: ListIdPath,
-    body: schemas.MembershipChange,
-    caller: ServerCaller,
-    session: Db,
-    request: Request,
-) -> object:
-    """Remove up to 1,000 users from the list by external id."""
-    return _change_membership(session, request, caller, list_id, body, add=False)
-
-
-def _change_membership(
-    session: Db,
-    request: Request,
-    caller: Caller,
-    list_id: str,
-    body: schemas.MembershipChange,
-    *,
-    add: bool,
-) -> dict[str, object]:
-    found = lists.get_list(session, caller.workspace_id, list_id)
-    changed, unchanged, missing = lists.change_membership(
-        session, _origin(request, caller), found, body.external_ids, add=add
-    )
-    return {"changed": changed, "unchanged": unchanged, "not_found": missing}
 
 
 # -- client routes (public client key) ------------------------------------------------------
