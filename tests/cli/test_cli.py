@@ -7,11 +7,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from tests.support.services import create_pg_database, drop_pg_database
 
 from spoke.config import Settings
 from spoke.core.db import make_engine, make_session_factory, session_scope
@@ -34,18 +36,32 @@ def spoke(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Com
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a `spoke` process that needs no database."""
     return {
-        "SPOKE_DATABASE_URL": f"sqlite:///{tmp_path / 'spoke.db'}",
         "SPOKE_DATA_DIR": str(tmp_path / "data"),
         "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
         "SPOKE_LOG__LEVEL": "WARNING",
     }
 
 
-def test_config_show_masks_secrets(env: dict[str, str]) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(
+    request: pytest.FixtureRequest, base_env: dict[str, str], tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """The environment of a `spoke` process, on each database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'spoke.db'}"
+    else:
+        url = create_pg_database("spoke_cli")
+    yield {**base_env, "SPOKE_DATABASE_URL": url}
+    if request.param == "postgresql":
+        drop_pg_database(url)
+
+
+def test_config_show_masks_secrets(base_env: dict[str, str]) -> None:
     env = {
-        **env,
+        **base_env,
         "SPOKE_DATABASE_URL": "postgresql://spoke:hunter2@db.internal:5432/spoke",
         "SPOKE_REDIS_URL": "redis://:s3cret@cache:6379/0",
         "SPOKE_JOBS__WORKERS": "7",
@@ -61,8 +77,8 @@ def test_config_show_masks_secrets(env: dict[str, str]) -> None:
     assert "hunter2" not in table
 
 
-def test_production_mode_requires_a_secret_key(env: dict[str, str]) -> None:
-    env = {k: v for k, v in env.items() if k != "SPOKE_SECRET_KEY"}
+def test_production_mode_requires_a_secret_key(base_env: dict[str, str]) -> None:
+    env = {k: v for k, v in base_env.items() if k != "SPOKE_SECRET_KEY"}
     result = spoke({**env, "SPOKE_MODE": "production"}, "config", "show", check=False)
     assert result.returncode != 0
     assert "SPOKE_SECRET_KEY is required" in result.stdout + result.stderr
