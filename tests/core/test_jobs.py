@@ -7,16 +7,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from tests.conftest import Backend, Tenant
 from tests.support.services import REDIS_URL, require_redis
 
+from spoke.core import leases
 from spoke.core.clock import utcnow
 from spoke.core.db import session_scope
 from spoke.core.jobs import EmbeddedWorker, JobContext, JobRuntime, job
@@ -172,3 +174,35 @@ class TestConsumer:
                 )
                 == 0
             )
+
+
+class _OtherBase(DeclarativeBase):
+    pass
+
+
+class _Unmigrated(leases.Leased, _OtherBase):
+    """A kind of work whose table does not exist (e.g. a release not migrated yet)."""
+
+    __tablename__ = "sweeper_test_missing_table"
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+def test_a_broken_kind_does_not_stop_the_sweeper(backend: Backend, tenant: Tenant) -> None:
+    sessions = backend.runtime.sessions
+    with session_scope(sessions) as session:
+        imp = imports.create_from_text(session, tenant.workspace_id, "b.csv", b"external_id\nx1\n")
+        session.execute(
+            sa.update(UserImport)
+            .where(UserImport.id == imp.id)
+            .values(created_at=utcnow() - timedelta(minutes=5))
+        )
+    broken = leases.Sweepable(_Unmigrated, "tests.record", "token")
+    leases._SWEEPABLES.insert(0, broken)
+    sent: list[tuple[str, dict[str, object]]] = []
+    try:
+        with session_scope(sessions) as session:
+            leases.sweep(session, lambda name, **kw: sent.append((name, kw)), grace_seconds=60)
+    finally:
+        leases._SWEEPABLES.remove(broken)
+    assert ("users.run_import", {"import_id": imp.id}) in sent

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spoke.core.clock import utcnow
 from spoke.core.db import rowcount, table_of
 
+log = structlog.get_logger("spoke.leases")
 ACTIVE_STATES = ("queued", "running")
 
 
@@ -142,7 +144,15 @@ def sweep(session: Session, enqueue: Callable[..., None], grace_seconds: float) 
     """Enqueue a job for every abandoned row of every registered kind; returns how many."""
     count = 0
     for kind in _SWEEPABLES:
-        for pk in abandoned(session, kind.model, grace_seconds=grace_seconds):
+        # One broken kind (say, a table a newer release adds) must not stop the others from
+        # being resumed; the savepoint keeps PostgreSQL's transaction usable after a failure.
+        try:
+            with session.begin_nested():
+                ids = abandoned(session, kind.model, grace_seconds=grace_seconds)
+        except Exception:
+            log.exception("sweeper.kind_failed", job=kind.job_name)
+            continue
+        for pk in ids:
             enqueue(kind.job_name, **{kind.id_argument: pk})
             count += 1
     return count
