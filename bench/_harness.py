@@ -4,6 +4,7 @@ throw-away PostgreSQL database. Benchmarks are run by hand and only print figure
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -130,3 +131,36 @@ def spoke_server(
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def create_workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
+    """Create a workspace with the CLI; returns its owner's key id and secret."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spoke",
+            "workspaces",
+            "create",
+            "Bench",
+            "--slug",
+            "bench",
+            "--owner-email",
+            "bench@example.com",
+        ],
+        env={
+            **os.environ,
+            **env,
+            "SPOKE_DATA_DIR": str(workdir / "data"),
+            "SPOKE_LOG__LEVEL": "WARNING",
+            "COLUMNS": "200",
+        },
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key = re.search(r"X-Api-Key:\s+(\S+)", out)
+    secret = re.search(r"X-Secret-Key:\s+(\S+)", out)
+    assert key, out
+    assert secret, out
+    return key.group(1), secret.group(1)

@@ -21,7 +21,7 @@ import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import RssSampler, database, spoke_server
+from bench._harness import RssSampler, create_workspace, database, spoke_server
 
 
 def _batch(start: int, size: int) -> bytes:
@@ -49,7 +49,7 @@ def run(backend: str, users: int, batch: int, clients: int) -> dict[str, float]:
         with database(backend, workdir) as url:
             env = {"SPOKE_DATABASE_URL": url, "SPOKE_SECRET_KEY": Fernet.generate_key().decode()}
             with spoke_server(env, workdir) as (base, proc):
-                key = _workspace(env, workdir)
+                key = create_workspace(env, workdir)
                 headers = {
                     "X-Api-Key": key[0],
                     "X-Secret-Key": key[1],
@@ -88,43 +88,6 @@ def run(backend: str, users: int, batch: int, clients: int) -> dict[str, float]:
                     "rss_25_mb": sampler.rss_at(0.25) / 2**20,
                     "rss_end_mb": sampler.rss_at(1.0) / 2**20,
                 }
-
-
-def _workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
-    import os
-    import re
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spoke",
-            "workspaces",
-            "create",
-            "Bench",
-            "--slug",
-            "bench",
-            "--owner-email",
-            "bench@example.com",
-        ],
-        env={
-            **os.environ,
-            **env,
-            "SPOKE_DATA_DIR": str(workdir / "data"),
-            "SPOKE_LOG__LEVEL": "WARNING",
-            "COLUMNS": "200",
-        },
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    key = re.search(r"X-Api-Key:\s+(\S+)", out)
-    secret = re.search(r"X-Secret-Key:\s+(\S+)", out)
-    assert key, out
-    assert secret, out
-    return key.group(1), secret.group(1)
 
 
 def main() -> None:

@@ -33,6 +33,10 @@ _counter = itertools.count()
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    # Tests never reach the real HubSpot: a closed loopback port unless a test says otherwise.
+    overrides.setdefault(
+        "hubspot", {"base_url": "http://127.0.0.1:9", "app_url": "http://127.0.0.1:9"}
+    )
     return Settings(
         database_url=database_url,
         data_dir=data_dir,

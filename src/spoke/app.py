@@ -12,13 +12,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from spoke import __version__
+from spoke.connections import endpoints as connection_endpoints
 from spoke.core.errors import ServiceUnavailable, install_handlers, responses
 from spoke.core.http import RequestContextMiddleware
 from spoke.core.jobs import EmbeddedWorker
 from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
 from spoke.deps import Services
+from spoke.events import endpoints as event_endpoints
+from spoke.messaging import endpoints as messaging_endpoints
 from spoke.runtime import Runtime
+from spoke.sync import endpoints as sync_endpoints
+from spoke.sync import hooks as sync_hooks
 from spoke.users import endpoints as users_endpoints
 from spoke.users import field_endpoints, import_endpoints, list_endpoints
 from spoke.workspaces import endpoints as workspace_endpoints
@@ -77,6 +82,14 @@ def create_app(
         field_endpoints.router,
         list_endpoints.router,
         import_endpoints.router,
+        event_endpoints.router,
+        event_endpoints.client_router,
+        messaging_endpoints.router,
+        messaging_endpoints.client_router,
+        connection_endpoints.router,
+        connection_endpoints.oauth_router,
+        sync_endpoints.router,
+        sync_hooks.router,
     ):
         app.include_router(router)
 

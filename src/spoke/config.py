@@ -61,6 +61,22 @@ class ApiSettings(BaseModel):
     )
 
 
+class MessagingSettings(BaseModel):
+    push_concurrency: int = Field(
+        64, ge=1, le=1024, description="Push requests in flight per fan-out job."
+    )
+    send_batch: int = Field(
+        500, ge=1, le=10_000, description="Deliveries sent and checkpointed per transaction."
+    )
+    retry_attempts: int = Field(
+        5, ge=1, le=20, description="Tries per message on 429/500/503 before it counts as failed."
+    )
+    retry_base_delay: float = Field(
+        0.5, ge=0, description="First backoff in seconds; doubles per try, with jitter."
+    )
+    retry_max_delay: float = Field(30.0, ge=0, description="Longest backoff between tries.")
+
+
 class LogSettings(BaseModel):
     level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     json_output: bool = Field(
@@ -94,6 +110,12 @@ class HubSpotSettings(BaseModel):
     )
     reserved_share: float = Field(
         0.1, ge=0, lt=1, description="Share of each portal's budget left for other apps."
+    )
+    rate_limited_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description="Wait after a 429 that names no Retry-After (HubSpot's window is 10 s).",
     )
 
 
@@ -132,6 +154,9 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings, description="Background jobs.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="API limits.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+    messaging: MessagingSettings = Field(
+        default_factory=MessagingSettings, description="Push, email and SMS sends."
+    )
     hubspot: HubSpotSettings = Field(
         default_factory=HubSpotSettings, description="HubSpot connection and sync."
     )

@@ -1,7 +1,17 @@
 """Every table Spoke owns, imported in one place so the metadata (and Alembic) sees them all."""
 
+from spoke.connections.models import HubSpotConnection
 from spoke.core.db import Base
 from spoke.core.idempotency import IdempotencyRecord
+from spoke.events.models import KnownEvent, ProductEvent
+from spoke.messaging.models import (
+    Delivery,
+    MessagingWebhook,
+    Notification,
+    ProviderConfig,
+    Subscription,
+)
+from spoke.sync.models import ContactLink, ContactSyncSettings, HubSpotWebhookBatch
 from spoke.users.models import (
     CustomField,
     ListMembership,
@@ -19,11 +29,22 @@ from spoke.workspaces.models import ApiKey, Member, Workspace
 __all__ = [
     "ApiKey",
     "Base",
+    "ContactLink",
+    "ContactSyncSettings",
     "CustomField",
+    "Delivery",
+    "HubSpotConnection",
+    "HubSpotWebhookBatch",
     "IdempotencyRecord",
+    "KnownEvent",
     "ListMembership",
     "ListUsage",
     "Member",
+    "MessagingWebhook",
+    "Notification",
+    "ProductEvent",
+    "ProviderConfig",
+    "Subscription",
     "User",
     "UserChange",
     "UserImport",

@@ -16,7 +16,12 @@ from spoke.core.jobs import JobRuntime, build_huey
 from spoke.core.metrics import Metrics
 
 # Modules that declare jobs; imported before the job runtime binds them to a queue.
-TASK_MODULES = ("spoke.core.tasks", "spoke.users.tasks")
+TASK_MODULES = (
+    "spoke.core.tasks",
+    "spoke.users.tasks",
+    "spoke.sync.tasks",
+    "spoke.messaging.tasks",
+)
 
 
 @dataclass
@@ -41,4 +46,7 @@ def build_runtime(settings: Settings, *, queue_name: str = "spoke") -> Runtime:
     encryptor = Encryptor(settings.secret_keys())
     jobs = JobRuntime(settings, sessions, build_huey(settings, name=queue_name), encryptor)
     read_sessions = make_session_factory(engine, read_only=True)
+    from spoke.sync.tasks import install as install_sync_trigger
+
+    install_sync_trigger(jobs, engine)  # user writes start the contact sync of their workspace
     return Runtime(settings, engine, sessions, read_sessions, encryptor, jobs, Metrics())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from spoke.cli import admin, config_cmd, db, jobs, sandbox, serve, users
+from spoke.cli import admin, config_cmd, db, jobs, sandbox, serve, sync, users
 
 app = typer.Typer(
     help="Spoke: your product's users, HubSpot, and their devices.",
@@ -21,6 +21,7 @@ app.add_typer(admin.keys, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(sync.app, name="sync")
 
 
 def main() -> None:

@@ -21,3 +21,15 @@ def hubspot(
     from spoke.sandbox.hubspot.app import serve
 
     serve(host=host, port=port, state_file=state)
+
+
+@app.command()
+def fcm(
+    port: int = typer.Option(8200, help="Port to listen on (127.0.0.1)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    latency_ms: float = typer.Option(0.0, help="Delay added to every send, in milliseconds."),
+) -> None:
+    """A local Firebase Cloud Messaging (HTTP v1 + OAuth token endpoint); prints a key file."""
+    from spoke.sandbox.fcm.app import serve
+
+    serve(host=host, port=port, latency_ms=latency_ms)

@@ -64,6 +64,7 @@ def worker(
 def demo(
     port: int = typer.Option(8000, help="Port for the API."),
     hubspot_port: int = typer.Option(8100, help="Port for the HubSpot sandbox (0: don't start)."),
+    fcm_port: int = typer.Option(8200, help="Port for the FCM emulator (0: don't start)."),
 ) -> None:
     """Everything on one machine: SQLite, in-process jobs, sandboxes and demo data."""
     current = settings()
@@ -75,6 +76,7 @@ def demo(
         creds = seed(session, rt.encryptor)
     sandbox_url = _start_sandboxes(hubspot_port) if hubspot_port else None
     base = f"http://127.0.0.1:{port}"
+    fcm_url = _start_fcm(rt, creds.workspace.id, fcm_port, base) if fcm_port else None
     console.rule("[bold]Spoke demo")
     console.print(f"API docs:      {base}/docs")
     console.print(f"Workspace:     {creds.workspace.slug} ({creds.workspace.id})")
@@ -83,12 +85,37 @@ def demo(
     console.print(f"X-Client-Key:  {creds.workspace.client_key}")
     if sandbox_url:
         console.print(f"HubSpot sandbox: {sandbox_url}  (admin API under /_sandbox/)")
+    if fcm_url:
+        console.print(f"FCM emulator:  {fcm_url}  (received pushes: {fcm_url}/_fcm/messages)")
     console.print("Try:")
     console.print(
         f"  curl -s -u {creds.key_id}:{creds.secret} '{base}/v1/users?limit=3'", soft_wrap=True
     )
     console.rule()
     _run_http(rt, "127.0.0.1", port, embedded_worker=True)
+
+
+def _start_fcm(rt: Runtime, workspace_id: str, fcm_port: int, spoke_url: str) -> str:
+    """The FCM emulator on a thread; the demo workspace sends through it and each demo user
+    gets an emulated device that reports deliveries (and some clicks) back, like an app."""
+    from spoke.messaging.demo import connect
+    from spoke.sandbox.fcm import FcmStore, create_fcm_app
+    from spoke.sandbox.fcm.store import Report
+
+    url = f"http://127.0.0.1:{fcm_port}"
+    store = FcmStore()
+    key = store.create_account("demo-project", f"{url}/token")
+    with session_scope(rt.sessions) as session:
+        connect(session, rt.encryptor, workspace_id, key, url)
+        from spoke.workspaces.service import get_workspace
+
+        client_key = get_workspace(session, workspace_id).client_key
+    store.report = Report(spoke_url, client_key, delivered=0.9, clicked=0.3)
+    config = uvicorn.Config(
+        create_fcm_app(store), host="127.0.0.1", port=fcm_port, log_level="warning"
+    )
+    threading.Thread(target=uvicorn.Server(config).run, name="fcm-emulator", daemon=True).start()
+    return url
 
 
 def _start_sandboxes(hubspot_port: int) -> str | None:

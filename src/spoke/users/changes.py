@@ -8,7 +8,7 @@ seen `seq` N has seen every change up to N. That is what the sync engine relies 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,17 @@ def allocate_seqs(session: Session, workspace_id: str, count: int) -> int:
     return int(top) - count + 1
 
 
+# Code that reacts to user changes (the contact sync) registers a listener; it runs inside
+# the recording transaction, once per `record` call that wrote something.
+ChangeListener = Callable[[Session, Origin], None]
+_listeners: list[ChangeListener] = []
+
+
+def add_listener(listener: ChangeListener) -> None:
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
 def record(session: Session, origin: Origin, pending: Sequence[PendingChange]) -> None:
     if not pending:
         return
@@ -84,6 +95,8 @@ def record(session: Session, origin: Origin, pending: Sequence[PendingChange]) -
             for i, change in enumerate(pending)
         ],
     )
+    for listener in _listeners:
+        listener(session, origin)
 
 
 def for_user(

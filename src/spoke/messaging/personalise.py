@@ -1,0 +1,68 @@
+"""Personalised content: `{{ first_name | default("there") }}` in a title, body or link.
+
+Templates are Jinja2 in a sandbox (no attribute access to Python internals, no I/O). The
+context is the recipient's profile (`external_id`, the standard fields, `custom`) and its
+`tags`, each also reachable at the top level; a field that is empty is left out, so
+`default(...)` supplies the fallback. A template that can't be parsed is refused when the
+send is accepted; one that fails for a particular user fails only that user's delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from spoke.core.errors import InvalidInput
+
+TEMPLATED_FIELDS = ("title", "body", "image_url", "link_url")
+_env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+class InvalidTemplate(InvalidInput):
+    code = "invalid_template"
+    title = "Invalid template"
+
+
+def is_template(text: object) -> bool:
+    return isinstance(text, str) and ("{{" in text or "{%" in text)
+
+
+def needs_rendering(content: Mapping[str, Any]) -> bool:
+    return any(is_template(content.get(name)) for name in TEMPLATED_FIELDS)
+
+
+def check(content: Mapping[str, Any], prefix: str = "body") -> None:
+    """Raise `InvalidTemplate` naming the first field whose template does not parse."""
+    for name in TEMPLATED_FIELDS:
+        text = content.get(name)
+        if isinstance(text, str) and is_template(text):
+            try:
+                _env.parse(text)
+            except TemplateError as exc:
+                raise InvalidTemplate(
+                    f"{name}: {exc}",
+                    errors=[{"field": f"{prefix}.{name}", "message": str(exc), "type": "template"}],
+                ) from None
+
+
+def context(profile: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
+    fields = {k: v for k, v in profile.items() if v not in (None, "")}
+    custom = {k: v for k, v in (fields.pop("custom", None) or {}).items() if v not in (None, "")}
+    return {**custom, **tags, **fields, "custom": custom, "tags": dict(tags), "user": fields}
+
+
+def render(content: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """`content` with every templated field rendered for one recipient.
+
+    Raises:
+        TemplateError: the template failed for this recipient (e.g. a sandbox violation).
+    """
+    out = dict(content)
+    for name in TEMPLATED_FIELDS:
+        text = content.get(name)
+        if isinstance(text, str) and is_template(text):
+            out[name] = _env.from_string(text).render(values) or None
+    return out

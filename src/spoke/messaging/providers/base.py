@@ -1,0 +1,51 @@
+"""What every push adapter offers, and what it answers per message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Outcome = Literal["sent", "token_gone", "failed"]
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    token: str
+    title: str | None = None
+    body: str | None = None
+    image_url: str | None = None
+    link_url: str | None = None
+    data: dict[str, str] = field(default_factory=dict)
+    # Devices show one notification per collapse key: a message re-sent after a crash
+    # replaces the first copy instead of appearing twice.
+    collapse_key: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    message_id: str | None = None
+    reason: str | None = None
+    attempts: int = 1
+
+
+class ProviderConfigError(Exception):
+    """The workspace's credentials or provider settings are unusable."""
+
+
+class PushProvider(Protocol):
+    async def send_many(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+        """Send every message, concurrently; never raises for a per-message failure.
+
+        Returns:
+            One result per message, in input order: `sent` (with the provider's message id),
+            `token_gone` (the token is dead: stop sending to it), or `failed` with a reason.
+            Temporary failures are retried inside, with backoff, before they count as failed.
+
+        Raises:
+            ProviderConfigError: the credentials can't get an access token at all.
+        """
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,53 @@
+"""Jobs of the messaging domain: the fan-out of a notification (resumable, see `fanout`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from spoke.core.db import session_scope
+from spoke.core.jobs import JobContext, job
+from spoke.core.leases import register_sweepable
+from spoke.messaging import fanout, webhooks
+from spoke.messaging.models import Notification
+from spoke.messaging.providers.fcm import RetryPolicy
+
+register_sweepable(Notification, "messaging.fan_out", "notification_id")
+
+
+def options_from(ctx: JobContext) -> fanout.FanoutOptions:
+    settings = ctx.settings.messaging
+    return fanout.FanoutOptions(
+        lease_seconds=ctx.settings.jobs.lease_seconds,
+        batch_size=settings.send_batch,
+        concurrency=settings.push_concurrency,
+        retry=RetryPolicy(
+            attempts=settings.retry_attempts,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+        ),
+    )
+
+
+@job("messaging.fan_out", retries=5, retry_delay=10)
+def fan_out(ctx: JobContext, notification_id: str) -> None:
+    options = options_from(ctx)
+    fanout.run(
+        ctx.sessions,
+        notification_id,
+        provider_factory=fanout.fcm_factory(ctx.encryptor, options),
+        options=options,
+        owner=f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}",
+        on_finished=lambda done: ctx.runtime.enqueue(UNAVAILABLE_JOB, notification_id=done),
+    )
+
+
+UNAVAILABLE_JOB = "messaging.notify_unavailable"
+
+
+@job(UNAVAILABLE_JOB, retries=3, retry_delay=30)
+def notify_unavailable(ctx: JobContext, notification_id: str) -> None:
+    """POST the users a finished send could not reach to the workspace's webhook."""
+    with session_scope(ctx.sessions) as session:
+        request = webhooks.prepare(session, ctx.encryptor, notification_id)
+    if request is not None:
+        webhooks.post(*request)

@@ -1,0 +1,1 @@
+"""Contact sync: Spoke users ⇄ HubSpot contacts (settings, links, outbound, inbound)."""

@@ -1,0 +1,106 @@
+"""The FCM emulator speaks the wire contract: a JWT-bearer token exchange that checks the
+RS256 signature, FCM's error bodies, injected latency and faults, and the admin read API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.messaging.support import Fcm
+
+from spoke.messaging.providers.fcm import SCOPE as SCOPE_CHECK
+from spoke.messaging.providers.oauth import JWT_BEARER, ServiceAccount
+
+
+def _assertion(fcm: Fcm, *, forge: bool = False, scope: str = SCOPE_CHECK) -> str:
+    account = ServiceAccount.from_info(fcm.service_account())
+    if forge:  # same account name and key id, different private key
+        account = ServiceAccount(
+            account.project_id,
+            account.client_email,
+            account.private_key_id,
+            account.token_uri,
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        )
+    return account.assertion(scope)
+
+
+def test_token_endpoint_issues_a_token_for_a_correctly_signed_assertion(fcm: Fcm) -> None:
+    response = fcm.http.post(
+        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert body["access_token"].startswith("ya29.")
+
+
+def test_token_endpoint_refuses_a_forged_signature_and_wrong_grants(fcm: Fcm) -> None:
+    forged = fcm.http.post(
+        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm, forge=True)}
+    )
+    assert forged.status_code == 400
+    assert forged.json()["error"] == "invalid_grant"
+    wrong_grant = fcm.http.post("/token", data={"grant_type": "password", "assertion": "x"})
+    assert wrong_grant.json()["error"] == "unsupported_grant_type"
+    junk = fcm.http.post("/token", data={"grant_type": JWT_BEARER, "assertion": "a.b.c"})
+    assert junk.json()["error"] == "invalid_grant"
+    no_scope = fcm.http.post(
+        "/token",
+        data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm, scope="openid")},
+    )
+    assert no_scope.json()["error"] == "invalid_scope"
+
+
+def test_send_needs_a_bearer_token_of_the_same_project(fcm: Fcm) -> None:
+    message = {"message": {"token": "abcdefgh", "notification": {"title": "x"}}}
+    anonymous = fcm.http.post("/v1/projects/demo-project/messages:send", json=message)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["status"] == "UNAUTHENTICATED"
+    token = fcm.http.post(
+        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    other = fcm.http.post("/v1/projects/elsewhere/messages:send", json=message, headers=headers)
+    assert other.status_code == 403
+    no_target = fcm.http.post(
+        "/v1/projects/demo-project/messages:send", json={"message": {}}, headers=headers
+    )
+    assert no_target.status_code == 400
+    details = no_target.json()["error"]["details"]
+    assert details[0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    ok = fcm.http.post("/v1/projects/demo-project/messages:send", json=message, headers=headers)
+    assert ok.status_code == 200
+    assert ok.json()["name"].startswith("projects/demo-project/messages/")
+
+
+def test_latency_and_faults_are_injected_and_messages_are_readable(fcm: Fcm) -> None:
+    token = fcm.http.post(
+        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    device = f"d-{uuid.uuid4().hex}"
+    message = {"message": {"token": device, "data": {"n": "1"}}}
+    assert fcm.http.put("/_fcm/config", json={"latency_ms": 150}).json()["latency_ms"] == 150
+    fcm.fault(429, retry_after=3, token=device)
+    started = time.monotonic()
+    limited = fcm.http.post(
+        "/v1/projects/demo-project/messages:send", json=message, headers=headers
+    )
+    assert time.monotonic() - started >= 0.15
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "3"
+    assert limited.json()["error"]["details"][0]["errorCode"] == "QUOTA_EXCEEDED"
+    fcm.http.put("/_fcm/config", json={"latency_ms": 0})
+    sent = fcm.http.post("/v1/projects/demo-project/messages:send", json=message, headers=headers)
+    assert sent.status_code == 200
+    received = fcm.messages(device)
+    assert [m["data"] for m in received] == [{"n": "1"}]
+    assert received[0]["name"] == sent.json()["name"]
+    fcm.set_state(device, "unregistered")
+    gone = fcm.http.post("/v1/projects/demo-project/messages:send", json=message, headers=headers)
+    assert gone.status_code == 404
+    assert gone.json()["error"]["details"][0]["errorCode"] == "UNREGISTERED"
+    assert fcm.http.put(f"/_fcm/tokens/{device}", json={"state": "odd"}).status_code == 400

@@ -1,0 +1,218 @@
+"""`kill -9` of a `spoke worker` in the middle of a push fan-out: after a restart every
+recipient has been sent to, none twice except (at most) what was in flight (one batch being
+sent, the next one claimed), and a re-sent copy carries the same collapse key as the first,
+so the device shows one notification."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from tests.support.server import LiveServer
+from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
+
+from spoke.config import Settings
+from spoke.core import bulk, migrate
+from spoke.core.clock import utcnow
+from spoke.core.db import session_scope, table_of
+from spoke.messaging import providers_config, service
+from spoke.messaging.models import Delivery, Notification, Subscription
+from spoke.runtime import Runtime, build_runtime
+from spoke.sandbox.fcm import FcmStore, create_fcm_app
+from spoke.users import service as users
+from spoke.users.changes import Origin
+from spoke.users.models import User
+from spoke.users.schemas import UserFields
+from spoke.workspaces import service as workspaces
+
+USERS = 3000
+BATCH = 50
+LEASE_SECONDS = 3
+
+
+@pytest.fixture(
+    params=[("sqlite", None), ("postgresql", "redis")],
+    ids=["sqlite+sqlite-queue", "postgresql+redis"],
+)
+def setup(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[dict[str, str], Runtime]]:
+    database, queue = request.param
+    url = f"sqlite:///{tmp_path / 'spoke.db'}" if database == "sqlite" else create_pg_database()
+    env = {
+        "SPOKE_DATABASE_URL": url,
+        "SPOKE_DATA_DIR": str(tmp_path / "data"),
+        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
+        "SPOKE_JOBS__LEASE_SECONDS": str(LEASE_SECONDS),
+        "SPOKE_JOBS__SWEEP_GRACE_SECONDS": "1",
+        "SPOKE_JOBS__WORKERS": "1",
+        "SPOKE_MESSAGING__SEND_BATCH": str(BATCH),
+        "SPOKE_MESSAGING__PUSH_CONCURRENCY": "16",
+        "SPOKE_LOG__LEVEL": "WARNING",
+    }
+    if queue == "redis":
+        require_redis()
+        env["SPOKE_REDIS_URL"] = REDIS_URL
+    migrate.upgrade(url)
+    settings = Settings(
+        **{k.removeprefix("SPOKE_").lower(): v for k, v in env.items() if "__" not in k}
+    )  # type: ignore[arg-type]
+    runtime = build_runtime(settings)
+    runtime.jobs.huey.flush()
+    try:
+        yield env, runtime
+    finally:
+        runtime.jobs.huey.flush()
+        runtime.close()
+        if database == "postgresql":
+            drop_pg_database(url)
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spoke", "worker"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _state(runtime: Runtime, notification_id: str) -> tuple[str, int]:
+    with session_scope(runtime.read_sessions) as session:
+        notification = session.get(Notification, notification_id)
+        assert notification is not None
+        sent = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Delivery)
+            .where(Delivery.notification_id == notification_id, Delivery.status == "sent")
+        )
+        return notification.status, int(sent or 0)
+
+
+def _seed(runtime: Runtime, fcm_url: str, key: dict[str, str]) -> str:
+    with session_scope(runtime.sessions) as session:
+        ws = workspaces.create_workspace(
+            session,
+            runtime.encryptor,
+            name="kill",
+            slug=f"kill-{uuid.uuid4().hex[:6]}",
+            owner_email="o@example.com",
+        ).workspace
+        origin = Origin(ws.id, "test", "test")
+        users.write_users(
+            session, origin, [users.WriteItem(f"u{i}", UserFields()) for i in range(USERS)]
+        )
+        ids = dict(
+            session.execute(
+                sa.select(User.external_id, User.id).where(User.workspace_id == ws.id)
+            ).all()
+        )
+        now = utcnow()
+        bulk.insert(
+            session,
+            table_of(Subscription),
+            [
+                {
+                    "workspace_id": ws.id,
+                    "user_id": ids[f"u{i}"],
+                    "channel": "push",
+                    "address": f"device-{i}:APA91b",
+                    "platform": "android",
+                    "status": "subscribed",
+                    "status_reason": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(USERS)
+            ],
+        )
+        providers_config.set_fcm(session, runtime.encryptor, ws.id, key, fcm_url)
+        notification = service.create_push(
+            session,
+            runtime.jobs,
+            ws.id,
+            source="users",
+            content={"title": "Sale", "body": "Today only"},
+            recipients=[f"u{i}" for i in range(USERS)],
+            request_group_id=None,
+        )
+        return notification.id
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_fanout_and_each_device_shows_one_message(
+    setup: tuple[dict[str, str], Runtime], tmp_path: Path
+) -> None:
+    env, runtime = setup
+    store = FcmStore(latency_ms=5)
+    emulator = LiveServer(create_fcm_app(store)).start()
+    try:
+        key = httpx.post(
+            f"{emulator.url}/_fcm/service-accounts", json={"project_id": "kill-project"}
+        ).json()
+        notification_id = _seed(runtime, emulator.url, key)
+        log = tmp_path / "worker.log"
+        first = _start_worker(env, log)
+        try:
+            deadline = time.monotonic() + 120
+            while len(store.messages) < 400:
+                assert first.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "no sends started: " + log.read_text()
+                time.sleep(0.005)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        status, sent_at_kill = _state(runtime, notification_id)
+        assert status == "running"
+        assert len(store.messages) < USERS, "the kill must land mid fan-out"
+
+        time.sleep(LEASE_SECONDS + 0.5)
+        second = _start_worker(env, log)
+        try:
+            deadline = time.monotonic() + 120
+            while _state(runtime, notification_id)[0] != "completed":
+                assert second.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "fan-out did not finish: " + log.read_text()
+                time.sleep(0.1)
+        finally:
+            second.send_signal(signal.SIGINT)
+            try:
+                second.wait(20)
+            except subprocess.TimeoutExpired:
+                second.kill()
+    finally:
+        emulator.stop()
+
+    status, sent = _state(runtime, notification_id)
+    assert sent == USERS
+    per_token = Counter(m["token"] for m in store.messages)
+    assert set(per_token) == {f"device-{i}:APA91b" for i in range(USERS)}  # nobody missed
+    duplicates = sum(n - 1 for n in per_token.values())
+    assert duplicates <= 2 * BATCH, f"{duplicates} re-sent: more than was in flight"
+    shown = {(m["token"], m["android"]["collapse_key"]) for m in store.messages}
+    assert len(shown) == USERS  # every copy of a re-sent message shares its collapse key
+    with session_scope(runtime.read_sessions) as session:
+        notification = session.get(Notification, notification_id)
+        assert notification is not None
+        assert notification.attempts >= 2
+        rows = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Delivery)
+            .where(Delivery.notification_id == notification_id)
+        )
+    assert rows == USERS
+    assert sent_at_kill < USERS

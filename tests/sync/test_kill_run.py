@@ -1,0 +1,190 @@
+"""`kill -9` of a `spoke worker` in the middle of a manual sync to HubSpot: after a restart
+the run resumes from its last checkpoint and finishes, every user is in HubSpot exactly
+once, and the run's counts add up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
+from tests.sync.conftest import SandboxServer, new_portal
+
+from spoke.config import Settings
+from spoke.connections import service as connections
+from spoke.core import migrate
+from spoke.core.db import session_scope
+from spoke.runtime import Runtime, build_runtime
+from spoke.sync import runs
+from spoke.sync.models import ContactLink, ContactSyncRun
+from spoke.sync.settings import ensure_row
+from spoke.users import service as users
+from spoke.users.changes import Origin
+from spoke.users.schemas import UserFields
+from spoke.workspaces import service as workspaces
+
+USERS = 1_000
+LEASE_SECONDS = 2
+
+
+@pytest.fixture(
+    params=[("sqlite", None), ("postgresql", "redis")],
+    ids=["sqlite+sqlite-queue", "postgresql+redis"],
+)
+def setup(
+    request: pytest.FixtureRequest, tmp_path: Path, hubspot_sandbox: SandboxServer
+) -> Iterator[tuple[dict[str, str], Runtime]]:
+    database, queue = request.param
+    url = f"sqlite:///{tmp_path / 'spoke.db'}" if database == "sqlite" else create_pg_database()
+    env = {
+        "SPOKE_DATABASE_URL": url,
+        "SPOKE_DATA_DIR": str(tmp_path / "data"),
+        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
+        "SPOKE_JOBS__LEASE_SECONDS": str(LEASE_SECONDS),
+        "SPOKE_JOBS__SWEEP_GRACE_SECONDS": "1",
+        "SPOKE_JOBS__WORKERS": "1",
+        "SPOKE_LOG__LEVEL": "WARNING",
+        "SPOKE_HUBSPOT__BASE_URL": hubspot_sandbox.url,
+    }
+    if queue == "redis":
+        require_redis()
+        env["SPOKE_REDIS_URL"] = REDIS_URL
+    migrate.upgrade(url)
+    settings = Settings(
+        database_url=url,
+        data_dir=tmp_path / "data",
+        secret_key=env["SPOKE_SECRET_KEY"],  # type: ignore[arg-type]
+        redis_url=env.get("SPOKE_REDIS_URL"),
+        hubspot={"base_url": hubspot_sandbox.url},  # type: ignore[arg-type]
+    )
+    runtime = build_runtime(settings)
+    runtime.jobs.huey.flush()
+    try:
+        yield env, runtime
+    finally:
+        runtime.jobs.huey.flush()
+        runtime.close()
+        if database == "postgresql":
+            drop_pg_database(url)
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spoke", "worker"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _run(runtime: Runtime, run_id: str) -> ContactSyncRun:
+    with session_scope(runtime.read_sessions) as session:
+        run = session.get(ContactSyncRun, run_id)
+        assert run is not None
+        return run
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
+    setup: tuple[dict[str, str], Runtime], tmp_path: Path, hubspot_sandbox: SandboxServer
+) -> None:
+    env, runtime = setup
+    portal = new_portal(
+        hubspot_sandbox,
+        settings={"rate_limits": {"enabled": False}, "faults": {"latency_ms": 5}},
+    )
+    with session_scope(runtime.sessions) as session:
+        created = workspaces.create_workspace(
+            session,
+            runtime.encryptor,
+            name="kill",
+            slug=f"kill-{uuid.uuid4().hex[:6]}",
+            owner_email="o@example.com",
+        )
+        ws_id = created.workspace.id
+        caller = workspaces.Caller(
+            workspace_id=ws_id, member_id=created.owner.id, role=None, key_id=created.key.id
+        )
+        users.write_users(
+            session,
+            Origin(ws_id, "api", "test"),
+            [
+                users.WriteItem(
+                    f"k{i}",
+                    UserFields.model_validate({"email": f"k{i}@example.com", "first_name": "K"}),
+                )
+                for i in range(USERS)
+            ],
+        )
+        connections.connect_private_app(
+            session,
+            runtime.settings,
+            runtime.encryptor,
+            caller,
+            token=portal["private_app_token"],
+            portal_id=portal["portal_id"],
+            webhook_secret=None,
+        )
+        ensure_row(session, ws_id)
+        run = runs.start(
+            session, ws_id, direction="to_hubspot", source_app=None, dry_run=False, actor="t"
+        )
+        run_id = run.id
+        runtime.jobs.enqueue_after_commit(session, runs.RUN_JOB, run_id=run_id)
+
+    log = tmp_path / "worker.log"
+    first = _start_worker(env, log)
+    try:
+        deadline = time.monotonic() + 60
+        while _run(runtime, run_id).done < 200:
+            assert first.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the worker never got going: " + log.read_text()
+            time.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    at_kill = _run(runtime, run_id)
+    assert at_kill.status == "running"
+    assert 0 < at_kill.done < USERS, "kill must land mid-run"
+
+    time.sleep(LEASE_SECONDS + 0.5)
+    second = _start_worker(env, log)
+    try:
+        deadline = time.monotonic() + 90
+        while _run(runtime, run_id).status != "succeeded":
+            assert second.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the run did not finish: " + log.read_text()
+            time.sleep(0.1)
+    finally:
+        second.send_signal(signal.SIGINT)
+        try:
+            second.wait(20)
+        except subprocess.TimeoutExpired:
+            second.kill()
+
+    done = _run(runtime, run_id)
+    assert done.attempts >= 2
+    assert (done.done, done.total, done.failed) == (USERS, USERS, 0)
+    assert done.created + done.duplicates == USERS
+    record_counts = httpx.get(hubspot_sandbox.url + f"/_sandbox/portals/{portal['portal_id']}")
+    assert record_counts.json()["record_counts"]["contacts"] == USERS
+    with session_scope(runtime.sessions) as session:
+        linked = session.scalar(
+            sa.select(sa.func.count(sa.distinct(ContactLink.hubspot_id))).where(
+                ContactLink.workspace_id == ws_id, ContactLink.state == "in_sync"
+            )
+        )
+    assert linked == USERS
