@@ -3,10 +3,7 @@ import finishes and every row is present exactly once (one `created` change per 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,13 +11,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
-from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
+from tests.support.workers import (
+    KILL_BACKEND_IDS,
+    KILL_BACKENDS,
+    start_worker,
+    stop_worker,
+    worker_environment,
+)
 
-from spoke.config import Settings
-from spoke.core import migrate
 from spoke.core.db import session_scope
-from spoke.runtime import Runtime, build_runtime
+from spoke.runtime import Runtime
 from spoke.users import imports
 from spoke.users.models import User, UserChange, UserImport
 from spoke.workspaces import service as workspaces
@@ -29,51 +29,12 @@ ROWS = 30_000
 LEASE_SECONDS = 3
 
 
-@pytest.fixture(
-    params=[("sqlite", None), ("postgresql", "redis")],
-    ids=["sqlite+sqlite-queue", "postgresql+redis"],
-)
+@pytest.fixture(params=KILL_BACKENDS, ids=KILL_BACKEND_IDS)
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[dict[str, str], Runtime]]:
-    database, queue = request.param
-    url = f"sqlite:///{tmp_path / 'spoke.db'}" if database == "sqlite" else create_pg_database()
-    env = {
-        "SPOKE_DATABASE_URL": url,
-        "SPOKE_DATA_DIR": str(tmp_path / "data"),
-        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
-        "SPOKE_JOBS__LEASE_SECONDS": str(LEASE_SECONDS),
-        "SPOKE_JOBS__SWEEP_GRACE_SECONDS": "1",
-        "SPOKE_JOBS__WORKERS": "1",
-        "SPOKE_LOG__LEVEL": "WARNING",
-    }
-    if queue == "redis":
-        require_redis()
-        env["SPOKE_REDIS_URL"] = REDIS_URL
-    migrate.upgrade(url)
-    settings = Settings(
-        **{k.removeprefix("SPOKE_").lower(): v for k, v in env.items() if "__" not in k}
-    )  # type: ignore[arg-type]
-    settings.jobs.lease_seconds = LEASE_SECONDS
-    runtime = build_runtime(settings)
-    runtime.jobs.huey.flush()
-    try:
-        yield env, runtime
-    finally:
-        runtime.jobs.huey.flush()
-        runtime.close()
-        if database == "postgresql":
-            drop_pg_database(url)
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "spoke", "worker"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    with worker_environment(request.param, tmp_path, lease_seconds=LEASE_SECONDS) as pair:
+        yield pair
 
 
 def _import_state(runtime: Runtime, import_id: str) -> UserImport:
@@ -105,7 +66,7 @@ def test_killed_worker_resumes_import_without_loss_or_duplicates(
         runtime.jobs.enqueue_after_commit(session, "users.run_import", import_id=import_id)
 
     log = tmp_path / "worker.log"
-    first = _start_worker(env, log)
+    first = start_worker(env, log)
     try:
         deadline = time.monotonic() + 120
         while _import_state(runtime, import_id).processed_rows < 500:
@@ -123,7 +84,7 @@ def test_killed_worker_resumes_import_without_loss_or_duplicates(
     assert at_kill.lease_owner is not None
 
     time.sleep(LEASE_SECONDS + 0.5)  # the dead worker's lease runs out
-    second = _start_worker(env, log)
+    second = start_worker(env, log)
     try:
         deadline = time.monotonic() + 180
         while _import_state(runtime, import_id).status != "completed":
@@ -131,11 +92,7 @@ def test_killed_worker_resumes_import_without_loss_or_duplicates(
             assert time.monotonic() < deadline, "import did not finish: " + log.read_text()
             time.sleep(0.1)
     finally:
-        second.send_signal(signal.SIGINT)
-        try:
-            second.wait(20)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop_worker(second)
 
     done = _import_state(runtime, import_id)
     assert (done.processed_rows, done.created_count, done.failed_count) == (ROWS, ROWS, 0)

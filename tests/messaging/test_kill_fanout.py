@@ -5,10 +5,7 @@ so the device shows one notification."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -18,17 +15,21 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from tests.support.server import LiveServer
-from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
+from tests.support.workers import (
+    KILL_BACKEND_IDS,
+    KILL_BACKENDS,
+    start_worker,
+    stop_worker,
+    worker_environment,
+)
 
-from spoke.config import Settings
-from spoke.core import bulk, migrate
+from spoke.core import bulk
 from spoke.core.clock import utcnow
 from spoke.core.db import session_scope, table_of
 from spoke.messaging import providers_config, service
 from spoke.messaging.models import Delivery, Notification, Subscription
-from spoke.runtime import Runtime, build_runtime
+from spoke.runtime import Runtime
 from spoke.sandbox.fcm import FcmStore, create_fcm_app
 from spoke.users import service as users
 from spoke.users.changes import Origin
@@ -41,52 +42,18 @@ BATCH = 50
 LEASE_SECONDS = 3
 
 
-@pytest.fixture(
-    params=[("sqlite", None), ("postgresql", "redis")],
-    ids=["sqlite+sqlite-queue", "postgresql+redis"],
-)
+@pytest.fixture(params=KILL_BACKENDS, ids=KILL_BACKEND_IDS)
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[dict[str, str], Runtime]]:
-    database, queue = request.param
-    url = f"sqlite:///{tmp_path / 'spoke.db'}" if database == "sqlite" else create_pg_database()
-    env = {
-        "SPOKE_DATABASE_URL": url,
-        "SPOKE_DATA_DIR": str(tmp_path / "data"),
-        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
-        "SPOKE_JOBS__LEASE_SECONDS": str(LEASE_SECONDS),
-        "SPOKE_JOBS__SWEEP_GRACE_SECONDS": "1",
-        "SPOKE_JOBS__WORKERS": "1",
-        "SPOKE_MESSAGING__SEND_BATCH": str(BATCH),
-        "SPOKE_MESSAGING__PUSH_CONCURRENCY": "16",
-        "SPOKE_LOG__LEVEL": "WARNING",
-    }
-    if queue == "redis":
-        require_redis()
-        env["SPOKE_REDIS_URL"] = REDIS_URL
-    migrate.upgrade(url)
-    settings = Settings(
-        **{k.removeprefix("SPOKE_").lower(): v for k, v in env.items() if "__" not in k}
-    )  # type: ignore[arg-type]
-    runtime = build_runtime(settings)
-    runtime.jobs.huey.flush()
-    try:
-        yield env, runtime
-    finally:
-        runtime.jobs.huey.flush()
-        runtime.close()
-        if database == "postgresql":
-            drop_pg_database(url)
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "spoke", "worker"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    with worker_environment(
+        request.param,
+        tmp_path,
+        lease_seconds=LEASE_SECONDS,
+        SPOKE_MESSAGING__SEND_BATCH=str(BATCH),
+        SPOKE_MESSAGING__PUSH_CONCURRENCY="16",
+    ) as pair:
+        yield pair
 
 
 def _state(runtime: Runtime, notification_id: str) -> tuple[str, int]:
@@ -164,7 +131,7 @@ def test_killed_worker_resumes_fanout_and_each_device_shows_one_message(
         ).json()
         notification_id = _seed(runtime, emulator.url, key)
         log = tmp_path / "worker.log"
-        first = _start_worker(env, log)
+        first = start_worker(env, log)
         try:
             deadline = time.monotonic() + 120
             while len(store.messages) < 400:
@@ -181,7 +148,7 @@ def test_killed_worker_resumes_fanout_and_each_device_shows_one_message(
         assert len(store.messages) < USERS, "the kill must land mid fan-out"
 
         time.sleep(LEASE_SECONDS + 0.5)
-        second = _start_worker(env, log)
+        second = start_worker(env, log)
         try:
             deadline = time.monotonic() + 120
             while _state(runtime, notification_id)[0] != "completed":
@@ -189,11 +156,7 @@ def test_killed_worker_resumes_fanout_and_each_device_shows_one_message(
                 assert time.monotonic() < deadline, "fan-out did not finish: " + log.read_text()
                 time.sleep(0.1)
         finally:
-            second.send_signal(signal.SIGINT)
-            try:
-                second.wait(20)
-            except subprocess.TimeoutExpired:
-                second.kill()
+            stop_worker(second)
     finally:
         emulator.stop()
 

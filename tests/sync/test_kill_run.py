@@ -4,10 +4,7 @@ once, and the run's counts add up."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,15 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
-from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
+from tests.support.workers import (
+    KILL_BACKEND_IDS,
+    KILL_BACKENDS,
+    start_worker,
+    stop_worker,
+    worker_environment,
+)
 from tests.sync.conftest import SandboxServer, new_portal
 
-from spoke.config import Settings
 from spoke.connections import service as connections
-from spoke.core import migrate
 from spoke.core.db import session_scope
-from spoke.runtime import Runtime, build_runtime
+from spoke.runtime import Runtime
 from spoke.sync import runs
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.settings import ensure_row
@@ -37,55 +37,17 @@ USERS = 1_000
 LEASE_SECONDS = 2
 
 
-@pytest.fixture(
-    params=[("sqlite", None), ("postgresql", "redis")],
-    ids=["sqlite+sqlite-queue", "postgresql+redis"],
-)
+@pytest.fixture(params=KILL_BACKENDS, ids=KILL_BACKEND_IDS)
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path, hubspot_sandbox: SandboxServer
 ) -> Iterator[tuple[dict[str, str], Runtime]]:
-    database, queue = request.param
-    url = f"sqlite:///{tmp_path / 'spoke.db'}" if database == "sqlite" else create_pg_database()
-    env = {
-        "SPOKE_DATABASE_URL": url,
-        "SPOKE_DATA_DIR": str(tmp_path / "data"),
-        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
-        "SPOKE_JOBS__LEASE_SECONDS": str(LEASE_SECONDS),
-        "SPOKE_JOBS__SWEEP_GRACE_SECONDS": "1",
-        "SPOKE_JOBS__WORKERS": "1",
-        "SPOKE_LOG__LEVEL": "WARNING",
-        "SPOKE_HUBSPOT__BASE_URL": hubspot_sandbox.url,
-    }
-    if queue == "redis":
-        require_redis()
-        env["SPOKE_REDIS_URL"] = REDIS_URL
-    migrate.upgrade(url)
-    settings = Settings(
-        database_url=url,
-        data_dir=tmp_path / "data",
-        secret_key=env["SPOKE_SECRET_KEY"],  # type: ignore[arg-type]
-        redis_url=env.get("SPOKE_REDIS_URL"),
-        hubspot={"base_url": hubspot_sandbox.url},  # type: ignore[arg-type]
-    )
-    runtime = build_runtime(settings)
-    runtime.jobs.huey.flush()
-    try:
-        yield env, runtime
-    finally:
-        runtime.jobs.huey.flush()
-        runtime.close()
-        if database == "postgresql":
-            drop_pg_database(url)
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "spoke", "worker"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    with worker_environment(
+        request.param,
+        tmp_path,
+        lease_seconds=LEASE_SECONDS,
+        SPOKE_HUBSPOT__BASE_URL=hubspot_sandbox.url,
+    ) as pair:
+        yield pair
 
 
 def _run(runtime: Runtime, run_id: str) -> ContactSyncRun:
@@ -144,7 +106,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         runtime.jobs.enqueue_after_commit(session, runs.RUN_JOB, run_id=run_id)
 
     log = tmp_path / "worker.log"
-    first = _start_worker(env, log)
+    first = start_worker(env, log)
     try:
         deadline = time.monotonic() + 60
         while _run(runtime, run_id).done < 200:
@@ -161,7 +123,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
     assert 0 < at_kill.done < USERS, "kill must land mid-run"
 
     time.sleep(LEASE_SECONDS + 0.5)
-    second = _start_worker(env, log)
+    second = start_worker(env, log)
     try:
         deadline = time.monotonic() + 90
         while _run(runtime, run_id).status != "succeeded":
@@ -169,11 +131,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
             assert time.monotonic() < deadline, "the run did not finish: " + log.read_text()
             time.sleep(0.1)
     finally:
-        second.send_signal(signal.SIGINT)
-        try:
-            second.wait(20)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop_worker(second)
 
     done = _run(runtime, run_id)
     assert done.attempts >= 2
