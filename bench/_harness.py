@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -164,3 +166,63 @@ def create_workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
     assert key, out
     assert secret, out
     return key.group(1), secret.group(1)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one benchmark run measured: items written, time, and the server's memory."""
+
+    count: int
+    seconds: float
+    peak_mb: float
+    rss_25_mb: float
+    rss_end_mb: float
+
+    def line(self, label: str, unit: str) -> str:
+        return (
+            f"  {label:<10} {self.count:>8} {unit} in {self.seconds:6.1f} s = "
+            f"{self.count / self.seconds:7.0f} {unit}/s | server RSS peak {self.peak_mb:.0f} MB "
+            f"(at 25%: {self.rss_25_mb:.0f} MB, end: {self.rss_end_mb:.0f} MB)"
+        )
+
+
+def post_batches(
+    base: str,
+    headers: dict[str, str],
+    path: str,
+    bodies: Iterator[bytes],
+    *,
+    clients: int,
+    server_pid: int,
+    counted: Callable[[dict[str, Any]], int],
+) -> LoadResult:
+    """POST every body to `path` from `clients` threads; `counted` reads the items a
+    response says it wrote (and checks nothing failed)."""
+    sampler = RssSampler(server_pid)
+    total = 0
+    began = time.perf_counter()
+    with (
+        httpx.Client(
+            base_url=base,
+            headers=headers,
+            timeout=120,
+            limits=httpx.Limits(max_connections=clients),
+        ) as http,
+        ThreadPoolExecutor(clients) as pool,
+    ):
+        for response in pool.map(lambda body: http.post(path, content=body), bodies):
+            response.raise_for_status()
+            total += counted(response.json())
+    elapsed = time.perf_counter() - began
+    sampler.stop()
+    return LoadResult(
+        total,
+        elapsed,
+        sampler.peak / 2**20,
+        sampler.rss_at(0.25) / 2**20,
+        sampler.rss_at(1.0) / 2**20,
+    )
+
+
+def backends(choice: str) -> list[str]:
+    return ["sqlite", "postgresql"] if choice == "both" else [choice]

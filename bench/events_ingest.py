@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import RssSampler, create_workspace, database, spoke_server
+from bench._harness import (
+    LoadResult,
+    backends,
+    create_workspace,
+    database,
+    post_batches,
+    spoke_server,
+)
 
 NAMES = [f"feature_{i}" for i in range(20)]
 
@@ -45,7 +50,12 @@ def _batch(start: int, size: int) -> bytes:
     )
 
 
-def run(backend: str, events: int, batch: int, clients: int) -> dict[str, float]:
+def _accepted(result: dict[str, Any]) -> int:
+    assert result["failed"] == 0, result["results"][:3]
+    return int(result["accepted"])
+
+
+def run(backend: str, events: int, batch: int, clients: int) -> LoadResult:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with database(backend, workdir) as url:
@@ -57,35 +67,16 @@ def run(backend: str, events: int, batch: int, clients: int) -> dict[str, float]
                     "X-Secret-Key": secret,
                     "Content-Type": "application/json",
                 }
-                sampler = RssSampler(proc.pid)
-                starts = range(0, events, batch)
-                bodies = (_batch(s, min(batch, events - s)) for s in starts)
-                accepted = 0
-                began = time.perf_counter()
-                with (
-                    httpx.Client(
-                        base_url=base,
-                        headers=headers,
-                        timeout=120,
-                        limits=httpx.Limits(max_connections=clients),
-                    ) as http,
-                    ThreadPoolExecutor(clients) as pool,
-                ):
-                    for response in pool.map(lambda b: http.post("/v1/events", content=b), bodies):
-                        response.raise_for_status()
-                        result = response.json()
-                        assert result["failed"] == 0, result["results"][:3]
-                        accepted += result["accepted"]
-                elapsed = time.perf_counter() - began
-                sampler.stop()
-                return {
-                    "events": accepted,
-                    "seconds": elapsed,
-                    "per_s": accepted / elapsed,
-                    "peak_mb": sampler.peak / 2**20,
-                    "rss_25_mb": sampler.rss_at(0.25) / 2**20,
-                    "rss_end_mb": sampler.rss_at(1.0) / 2**20,
-                }
+                bodies = (_batch(s, min(batch, events - s)) for s in range(0, events, batch))
+                return post_batches(
+                    base,
+                    headers,
+                    "/v1/events",
+                    bodies,
+                    clients=clients,
+                    server_pid=proc.pid,
+                    counted=_accepted,
+                )
 
 
 def main() -> None:
@@ -95,15 +86,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"events_ingest: {args.events} events, batches of {args.batch}, {args.clients} clients")
-    for backend in backends:
-        r = run(backend, args.events, args.batch, args.clients)
-        print(
-            f"  {backend:<10} {r['events']:>8.0f} events in {r['seconds']:6.1f} s = "
-            f"{r['per_s']:7.0f} events/s | server RSS peak {r['peak_mb']:.0f} MB "
-            f"(at 25%: {r['rss_25_mb']:.0f} MB, end: {r['rss_end_mb']:.0f} MB)"
-        )
+    for backend in backends(args.backend):
+        print(run(backend, args.events, args.batch, args.clients).line(backend, "events"))
 
 
 if __name__ == "__main__":

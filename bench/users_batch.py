@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import RssSampler, create_workspace, database, spoke_server
+from bench._harness import (
+    LoadResult,
+    backends,
+    create_workspace,
+    database,
+    post_batches,
+    spoke_server,
+)
 
 
 def _batch(start: int, size: int) -> bytes:
@@ -43,7 +49,12 @@ def _batch(start: int, size: int) -> bytes:
     )
 
 
-def run(backend: str, users: int, batch: int, clients: int) -> dict[str, float]:
+def _written(result: dict[str, Any]) -> int:
+    assert result["failed"] == 0, result["results"][:3]
+    return int(result["created"] + result["updated"])
+
+
+def run(backend: str, users: int, batch: int, clients: int) -> LoadResult:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with database(backend, workdir) as url:
@@ -57,37 +68,16 @@ def run(backend: str, users: int, batch: int, clients: int) -> dict[str, float]:
                 }
                 with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
                     http.post("/v1/fields", json={"name": "score", "type": "number"})
-                sampler = RssSampler(proc.pid)
-                starts = list(range(0, users, batch))
-                bodies = (_batch(s, min(batch, users - s)) for s in starts)
-                written = 0
-                began = time.perf_counter()
-                with (
-                    httpx.Client(
-                        base_url=base,
-                        headers=headers,
-                        timeout=120,
-                        limits=httpx.Limits(max_connections=clients),
-                    ) as http,
-                    ThreadPoolExecutor(clients) as pool,
-                ):
-                    for response in pool.map(
-                        lambda body: http.post("/v1/users/batch", content=body), bodies
-                    ):
-                        response.raise_for_status()
-                        result = response.json()
-                        assert result["failed"] == 0, result["results"][:3]
-                        written += result["created"] + result["updated"]
-                elapsed = time.perf_counter() - began
-                sampler.stop()
-                return {
-                    "users": written,
-                    "seconds": elapsed,
-                    "users_per_s": written / elapsed,
-                    "peak_rss_mb": sampler.peak / 2**20,
-                    "rss_25_mb": sampler.rss_at(0.25) / 2**20,
-                    "rss_end_mb": sampler.rss_at(1.0) / 2**20,
-                }
+                bodies = (_batch(s, min(batch, users - s)) for s in range(0, users, batch))
+                return post_batches(
+                    base,
+                    headers,
+                    "/v1/users/batch",
+                    bodies,
+                    clients=clients,
+                    server_pid=proc.pid,
+                    counted=_written,
+                )
 
 
 def main() -> None:
@@ -97,15 +87,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"users_batch: {args.users} users, batches of {args.batch}, {args.clients} clients")
-    for backend in backends:
-        r = run(backend, args.users, args.batch, args.clients)
-        print(
-            f"  {backend:<10} {r['users']:>8.0f} users in {r['seconds']:6.1f} s = "
-            f"{r['users_per_s']:7.0f} users/s | server RSS peak {r['peak_rss_mb']:.0f} MB "
-            f"(at 25%: {r['rss_25_mb']:.0f} MB, end: {r['rss_end_mb']:.0f} MB)"
-        )
+    for backend in backends(args.backend):
+        print(run(backend, args.users, args.batch, args.clients).line(backend, "users"))
 
 
 if __name__ == "__main__":
