@@ -154,15 +154,18 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def validation_errors(raw: Sequence[Any]) -> list[FieldError]:
+def validation_errors(raw: Sequence[Any], *, prefix: str = "", root: str = "") -> list[FieldError]:
+    """pydantic's errors as field errors; `prefix` locates them (`body.`), `root` names an
+    error about the whole object (no location)."""
     out = []
     for err in raw:
         message = str(err.get("msg", "invalid"))
         # pydantic prefixes messages from our validators with "Value error, "; drop it.
         message = message.removeprefix("Value error, ")
+        path = _field_path(err.get("loc", ()))
         out.append(
             FieldError(
-                field=_field_path(err.get("loc", ())),
+                field=prefix + path if path else root,
                 message=message,
                 type=str(err.get("type", "invalid")),
             )

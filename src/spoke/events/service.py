@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from spoke.core import bulk
 from spoke.core.clock import utcnow
 from spoke.core.db import UTCDateTime, table_of
-from spoke.core.errors import NotFound
+from spoke.core.errors import NotFound, validation_errors
 from spoke.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from spoke.events.models import KnownEvent, ProductEvent
 from spoke.events.schemas import EventIn, EventResult
@@ -50,14 +50,7 @@ def parse(raw: Sequence[Any]) -> tuple[list[tuple[int, EventIn]], list[EventResu
         try:
             valid.append((index, EventIn.model_validate(item)))
         except ValidationError as exc:
-            fields = [
-                {
-                    "field": ".".join(str(p) for p in e["loc"]) or "event",
-                    "message": e["msg"].removeprefix("Value error, "),
-                    "type": e["type"],
-                }
-                for e in exc.errors()
-            ]
+            fields = [e.model_dump() for e in validation_errors(exc.errors(), root="event")]
             key = item.get("id") if isinstance(item, dict) else None
             errors.append(
                 EventResult(

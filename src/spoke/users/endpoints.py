@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import ValidationError, WithJsonSchema
 
-from spoke.core.errors import InvalidInput, responses
+from spoke.core.errors import InvalidInput, responses, validation_errors
 from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import Page
 from spoke.deps import AppServices, Db
@@ -306,14 +306,7 @@ def batch_upsert(
         try:
             item = UserBatchItem.model_validate(raw)
         except ValidationError as exc:
-            errors = [
-                {
-                    "field": ".".join(str(p) for p in e["loc"]),
-                    "message": e["msg"].removeprefix("Value error, "),
-                    "type": e["type"],
-                }
-                for e in exc.errors()
-            ]
+            errors = [e.model_dump() for e in validation_errors(exc.errors())]
             ext = raw.get("external_id")
             results.append(
                 Outcome(
@@ -393,15 +386,7 @@ def client_update_user(
         values = UserFields.model_validate(body.model_dump(exclude_unset=True))
     except ValidationError as exc:
         raise InvalidInput(
-            "Invalid values.",
-            errors=[
-                {
-                    "field": "body." + ".".join(str(p) for p in e["loc"]),
-                    "message": e["msg"].removeprefix("Value error, "),
-                    "type": e["type"],
-                }
-                for e in exc.errors()
-            ],
+            "Invalid values.", errors=validation_errors(exc.errors(), prefix="body.")
         ) from None
     origin = Origin(workspace.id, "client", "client", getattr(request.state, "request_id", None))
     outcome = service.write_users(session, origin, [WriteItem(external_id, values)])[0]

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from spoke.core import leases
 from spoke.core.clock import utcnow
 from spoke.core.db import session_scope
-from spoke.core.errors import InvalidInput, NotFound
+from spoke.core.errors import InvalidInput, NotFound, validation_errors
 from spoke.core.ids import new_id
 from spoke.users import fields as custom_fields
 from spoke.users import service
@@ -292,9 +292,7 @@ def apply_chunk(session: Session, imp: UserImport, chunk: UserImportChunk) -> No
                     "external_id": raw.get("external_id"),
                     "code": "invalid_input",
                     "message": "; ".join(
-                        f"{'.'.join(str(p) for p in e['loc'])}: "
-                        f"{e['msg'].removeprefix('Value error, ')}"
-                        for e in exc.errors()
+                        f"{e.field}: {e.message}" for e in validation_errors(exc.errors())
                     ),
                 }
             )

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from spoke.core import bulk
 from spoke.core.clock import utcnow
 from spoke.core.db import table_of
-from spoke.core.errors import Conflict, FieldError, NotFound
+from spoke.core.errors import Conflict, NotFound
 from spoke.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from spoke.users import changes as feed
 from spoke.users import fields as custom_fields
@@ -535,15 +535,4 @@ def render(session: Session, users: Sequence[User]) -> list[dict[str, Any]]:
             "deleted_at": u.deleted_at,
         }
         for u in users
-    ]
-
-
-def field_errors_from(exc_errors: Sequence[dict[str, Any]]) -> list[FieldError]:
-    return [
-        FieldError(
-            field=".".join(str(p) for p in e.get("loc", ())),
-            message=str(e.get("msg", "invalid")).removeprefix("Value error, "),
-            type=str(e.get("type", "invalid")),
-        )
-        for e in exc_errors
     ]
