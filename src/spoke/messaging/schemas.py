@@ -120,12 +120,9 @@ def check_send_at(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-class PushToUsers(PushContent):
-    user_ids: list[ExternalId] = Field(
-        min_length=1,
-        max_length=MAX_SAME_CONTENT_USERS,
-        description="External ids of the users; duplicates are sent to once.",
-    )
+class SendOptions(Input):
+    """When and how a send goes out; shared by every send request."""
+
     request_group_id: RequestGroupId | None = Field(
         None, description="Groups several sends into one history entry; generated if omitted."
     )
@@ -142,24 +139,20 @@ class PushToUsers(PushContent):
     _send_at = field_validator("send_at")(check_send_at)
 
 
+class PushToUsers(PushContent, SendOptions):
+    user_ids: list[ExternalId] = Field(
+        min_length=1,
+        max_length=MAX_SAME_CONTENT_USERS,
+        description="External ids of the users; duplicates are sent to once.",
+    )
+
+
 class PerUserMessage(PushContent):
     user_id: ExternalId
 
 
-class PushMessages(Input):
+class PushMessages(SendOptions):
     messages: list[PerUserMessage] = Field(min_length=1, max_length=MAX_PER_USER_MESSAGES)
-    request_group_id: RequestGroupId | None = None
-    send_at: datetime | None = Field(
-        None, description="Send later: at least 60 s ahead (omitted or past: now)."
-    )
-
-    ad: bool = Field(
-        False,
-        description="An advertisement: not sent 21:00-08:00 in the user's time zone unless the "
-        "user has the tag `marketing_night` = `yes` (Korean Network Act art. 50).",
-    )
-
-    _send_at = field_validator("send_at")(check_send_at)
 
 
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -183,21 +176,9 @@ class Audience(Input):
         return self
 
 
-class NotificationCreate(PushContent):
+class NotificationCreate(PushContent, SendOptions):
     channel: Literal["push"] = Field(description="Only `push` for now.")
     audience: Audience
-    request_group_id: RequestGroupId | None = None
-    send_at: datetime | None = Field(
-        None, description="Send later: at least 60 s ahead (omitted or past: now)."
-    )
-
-    ad: bool = Field(
-        False,
-        description="An advertisement: not sent 21:00-08:00 in the user's time zone unless the "
-        "user has the tag `marketing_night` = `yes` (Korean Network Act art. 50).",
-    )
-
-    _send_at = field_validator("send_at")(check_send_at)
 
 
 class SendAccepted(BaseModel):
