@@ -42,6 +42,13 @@ class JobSettings(BaseModel):
     sweep_grace_seconds: float = Field(
         30.0, ge=0, description="Age after which queued work that no job picked up is re-enqueued."
     )
+    queue_name: str = Field(
+        "spoke",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Queue name; deployments sharing one Redis need different names.",
+    )
     huey_file: str | None = Field(
         None,
         description="SqliteHuey queue file when no Redis is configured "

@@ -38,13 +38,18 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_runtime(settings: Settings, *, queue_name: str = "spoke") -> Runtime:
+def build_runtime(settings: Settings, *, queue_name: str | None = None) -> Runtime:
     for module in TASK_MODULES:
         importlib.import_module(module)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     encryptor = Encryptor(settings.secret_keys())
-    jobs = JobRuntime(settings, sessions, build_huey(settings, name=queue_name), encryptor)
+    jobs = JobRuntime(
+        settings,
+        sessions,
+        build_huey(settings, name=queue_name or settings.jobs.queue_name),
+        encryptor,
+    )
     read_sessions = make_session_factory(engine, read_only=True)
     from spoke.sync.tasks import install as install_sync_trigger
 

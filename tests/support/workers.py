@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,8 @@ def worker_environment(
         "SPOKE_JOBS__LEASE_SECONDS": str(lease_seconds),
         "SPOKE_JOBS__SWEEP_GRACE_SECONDS": "1",
         "SPOKE_JOBS__WORKERS": "1",
+        # Tests run side by side on one Redis: each gets a queue of its own.
+        "SPOKE_JOBS__QUEUE_NAME": f"test-{uuid.uuid4().hex[:10]}",
         "SPOKE_LOG__LEVEL": "WARNING",
         **extra,
     }
