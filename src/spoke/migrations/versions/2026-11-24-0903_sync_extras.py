@@ -1,0 +1,21 @@
+"""contact sync: manual list membership and HubSpot list
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-24 09:00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass  # slot reserved; filled by the change that needs it
+
+
+def downgrade() -> None:
+    pass
