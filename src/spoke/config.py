@@ -118,6 +118,13 @@ class HubSpotSettings(BaseModel):
     reserved_share: float = Field(
         0.1, ge=0, lt=1, description="Share of each portal's budget left for other apps."
     )
+    backfill_concurrency: int = Field(
+        6,
+        ge=1,
+        le=32,
+        description="Pages of a manual Spoke → HubSpot sync in flight at once (the portal's "
+        "rate limit still paces them).",
+    )
     rate_limited_wait_seconds: float = Field(
         10.0,
         ge=0,
