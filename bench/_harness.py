@@ -135,7 +135,7 @@ def spoke_server(
             proc.kill()
 
 
-def create_workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
+def create_workspace(env: dict[str, str], workdir: Path, slug: str = "bench") -> tuple[str, str]:
     """Create a workspace with the CLI; returns its owner's key id and secret."""
     out = subprocess.run(
         [
@@ -144,11 +144,11 @@ def create_workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
             "spoke",
             "workspaces",
             "create",
-            "Bench",
+            f"Bench {slug}",
             "--slug",
-            "bench",
+            slug,
             "--owner-email",
-            "bench@example.com",
+            f"{slug}@example.com",
         ],
         env={
             **os.environ,

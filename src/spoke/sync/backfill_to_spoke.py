@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from spoke.core.clock import utcnow
 from spoke.hubspot import SimplePublicObject
 from spoke.sync import mapping as fm
-from spoke.sync.engine import ORIGIN, _link, validated
+from spoke.sync.engine import ORIGIN, validated
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.settings import Effective
@@ -124,18 +124,42 @@ def apply_page(
     outcomes = users.write_users(session, origin, items)
     created: list[str] = []
     now = utcnow()
-    for (item, contact, creating, agreed), outcome in zip(pending, outcomes, strict=True):
+    written = [(p, o) for p, o in zip(pending, outcomes, strict=True) if o.error is None]
+    for (item, _, _, _), outcome in zip(pending, outcomes, strict=True):
         if outcome.error is not None:
             counts.error(item.external_id, outcome.error.detail)
-            continue
-        user_id = session.scalar(
-            sa.select(User.id).where(
-                User.workspace_id == workspace_id, User.external_id == item.external_id
+    # One query each for the users' ids and their links, not one per record.
+    rows = session.execute(
+        sa.select(User.external_id, User.id).where(
+            User.workspace_id == workspace_id,
+            User.external_id.in_([item.external_id for (item, _, _, _), _ in written]),
+        )
+    ).all()
+    user_ids: dict[str, int] = {row.external_id: row.id for row in rows}
+    links_by_user = {
+        link.user_id: link
+        for link in session.scalars(
+            sa.select(ContactLink).where(
+                ContactLink.workspace_id == workspace_id,
+                ContactLink.user_id.in_(list(user_ids.values())),
             )
         )
-        assert user_id is not None
-        holder = links.get(contact.id)
-        link = holder if holder is not None else _link(session, workspace_id, user_id)
+    }
+    for (item, contact, creating, agreed), _ in written:
+        user_id = user_ids[item.external_id]
+        link = links.get(contact.id) or links_by_user.get(user_id)
+        if link is None:
+            link = ContactLink(
+                workspace_id=workspace_id,
+                user_id=user_id,
+                snapshot={},
+                conflicts=[],
+                failures=0,
+                state="in_sync",
+                updated_at=now,
+            )
+            session.add(link)
+            links_by_user[user_id] = link
         if link.hubspot_id not in (None, contact.id):
             continue  # the user follows another contact; leave that pairing alone
         link.hubspot_id = contact.id
@@ -145,7 +169,7 @@ def apply_page(
         link.settings_version = eff.row.version
         if creating:
             created.append(item.external_id)
-        session.flush()
+    session.flush()
     if created and eff.row.receive_list_id:
         target = session.get(UserList, eff.row.receive_list_id)
         if target is not None and target.workspace_id == workspace_id:
