@@ -91,9 +91,9 @@ class RssSampler:
 
 @contextmanager
 def spoke_server(
-    env: dict[str, str], workdir: Path
+    env: dict[str, str], workdir: Path, *, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
+    port = port or free_port()
     full_env = {
         **os.environ,
         **env,
@@ -116,7 +116,7 @@ def spoke_server(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:

@@ -51,7 +51,7 @@ def sandbox(workdir: Path) -> Any:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
                 if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
