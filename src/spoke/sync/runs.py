@@ -34,9 +34,9 @@ from spoke.core.crypto import Encryptor
 from spoke.core.db import session_scope
 from spoke.core.errors import Conflict, NotFound
 from spoke.core.ids import new_id
-from spoke.hubspot import BlockingClient, ObjectPage, SearchRequest
+from spoke.hubspot import BlockingClient, SearchRequest
+from spoke.sync import backfill_lanes as lanes
 from spoke.sync import backfill_to_hubspot as to_hubspot
-from spoke.sync import backfill_to_spoke as to_spoke
 from spoke.sync.models import ContactSyncRun, ContactSyncSettings
 from spoke.sync.run_frontier import IdFrontier
 from spoke.sync.settings import effective, ensure_row
@@ -233,37 +233,16 @@ def _to_hubspot(job: _Job, workspace_id: str, concurrency: int) -> None:
 
 
 def _to_spoke(job: _Job) -> None:
-    """HubSpot's list cursor is opaque, so pages come one after another; the next page is
-    fetched while the current one is written, which hides the write time behind latency."""
-    checkpoint = job.checkpoint()
-    if checkpoint.get("finished"):
+    if job.checkpoint().get("finished"):
         return
     with session_scope(job.sessions) as session:
         run = session.get(ContactSyncRun, job.run_id)
         assert run is not None
         eff = effective(session, ensure_row(session, run.workspace_id))
     props = sorted({m.hubspot for m in eff.mappings} | {"email"})
-
-    def fetch(after: str | None) -> ObjectPage:
-        return job.hs.call(lambda c: c.contacts.list(limit=PAGE, after=after, properties=props))
-
-    with ThreadPoolExecutor(1, thread_name_prefix="sync-run-fetch") as pool:
-        upcoming = pool.submit(fetch, checkpoint.get("after"))
-        while True:
-            page = upcoming.result()
-            nxt = page.next_after
-            if nxt is not None:
-                upcoming = pool.submit(fetch, nxt)
-            with session_scope(job.sessions) as session:
-                leases.renew(session, ContactSyncRun, job.run_id, job.owner, job.lease_seconds)
-                run = session.get(ContactSyncRun, job.run_id)
-                assert run is not None
-                eff = effective(session, ensure_row(session, run.workspace_id))
-                counts = to_spoke.apply_page(session, run, eff, page.results)
-                counts.add_to(run)
-                run.checkpoint = {"after": nxt} if nxt else {"finished": True}
-            if nxt is None:
-                return
+    lanes.run_both_lanes(
+        lanes.LaneJob(job.sessions, job.hs, job.run_id, job.owner, job.lease_seconds, props)
+    )
 
 
 def progress(run: ContactSyncRun) -> dict[str, Any]:
