@@ -82,12 +82,15 @@ class LocalDelivery(BaseModel):
 
 
 def next_local(at: time, zone: ZoneInfo, after: datetime) -> datetime:
-    """The first instant at or after `after - GRACE` when the wall clock in `zone` shows `at`."""
-    local = after.astimezone(zone)
-    candidate = datetime.combine(local.date(), at, tzinfo=zone)
-    if candidate < after - GRACE:
-        candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
-    return candidate.astimezone(UTC_ZONE)
+    """The first instant at or after `after - GRACE` when the wall clock in `zone` shows `at`
+    (yesterday's counts too: 23:59:59 is just past at 00:00:30)."""
+    earliest = after - GRACE
+    day = after.astimezone(zone).date() - timedelta(days=1)
+    while True:
+        candidate = datetime.combine(day, at, tzinfo=zone)
+        if candidate >= earliest:
+            return candidate.astimezone(UTC_ZONE)
+        day += timedelta(days=1)
 
 
 def zone_of(name: str | None) -> ZoneInfo | None:

@@ -18,6 +18,7 @@ MAX_VALUES = 100
 
 Scalar = (
     Annotated[str, StringConstraints(max_length=1024)]
+    | Annotated[int, Field(ge=-(2**53), le=2**53)]
     | Annotated[float, Field(allow_inf_nan=False)]
     | bool
 )

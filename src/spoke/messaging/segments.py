@@ -13,7 +13,8 @@ that have no value at all: "plan != pro" holds for a user without a plan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -232,19 +233,27 @@ def _compare(column: sa.ColumnElement[Any], cond: dict[str, Any]) -> sa.ColumnEl
         return sa.or_(column.is_(None), column.not_in(cond["values"]))
     if relation == "!=":
         return sa.or_(column.is_(None), column != value)
-    comparisons: dict[str, sa.ColumnElement[bool]] = {
-        "=": column == value,
-        ">": column > value,
-        ">=": column >= value,
-        "<": column < value,
-        "<=": column <= value,
+    compare: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
+        "=": operator.eq,
+        ">": operator.gt,
+        ">=": operator.ge,
+        "<": operator.lt,
+        "<=": operator.le,
     }
-    return comparisons[relation]
+    return compare[relation](column, value)
 
 
 def _custom(cond: dict[str, Any]) -> sa.ColumnElement[bool]:
     samples = [cond["value"]] if "value" in cond else cond.get("values") or []
     kind = _kind_of(samples[0]) if samples else "any"
+    if kind == "number":
+        # As floats: an int operand would make SQLAlchemy bind every value as INTEGER,
+        # and PostgreSQL would round 65.5 to 66.
+        cond = {**cond}
+        if "value" in cond:
+            cond["value"] = float(cond["value"])
+        if "values" in cond:
+            cond["values"] = [float(v) for v in cond["values"]]
     return _compare(JsonValue(User.custom, cond["key"], kind), cond)
 
 

@@ -12,6 +12,7 @@ from spoke.users.schemas import ExternalId
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 VariableValue = (
     Annotated[str, StringConstraints(max_length=2000)]
+    | Annotated[int, Field(ge=-(2**53), le=2**53)]
     | Annotated[float, Field(allow_inf_nan=False)]
     | bool
 )
