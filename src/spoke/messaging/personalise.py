@@ -41,7 +41,7 @@ def check(content: Mapping[str, Any], prefix: str = "body") -> None:
         if isinstance(text, str) and is_template(text):
             try:
                 _env.parse(text)
-            except TemplateError as exc:
+            except (TemplateError, RecursionError) as exc:  # deep nesting: refused too
                 raise InvalidTemplate(
                     f"{name}: {exc}",
                     errors=[{"field": f"{prefix}.{name}", "message": str(exc), "type": "template"}],

@@ -6,7 +6,7 @@ them starts another group, so `[A, B, {"operator": "OR"}, C]` means (A and B) or
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -126,7 +126,7 @@ class Condition(Input):
                 else f"`{self.relation}` takes no operand"
             )
         if self.relation in ("before", "after"):
-            _timestamp(self.value)
+            self.value = _timestamp(self.value).isoformat()
         return self
 
 
@@ -143,13 +143,14 @@ def _operand(field: str, relation: str) -> str | None:
 
 
 def _timestamp(value: object) -> datetime:
+    """An aware ISO 8601 date-time, in UTC (year 1 at +01:00 has no UTC form: refused)."""
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
     raise ValueError("expected an ISO 8601 date-time with a time zone")
 
 

@@ -105,6 +105,14 @@ def check_content(channel: str, content: Mapping[str, Any]) -> dict[str, Any]:
                     "type": "template_syntax",
                 }
             )
+        except RecursionError:
+            errors.append(
+                {
+                    "field": f"body.content.{field}",
+                    "message": "nested too deeply",
+                    "type": "template_syntax",
+                }
+            )
     if errors:
         raise personalise.InvalidTemplate(
             f"The template does not compile: {errors[0]['field']}, {errors[0]['message']}.",
@@ -121,7 +129,7 @@ def variables(channel: str, content: Mapping[str, Any]) -> list[str]:
         if isinstance(text, str):
             try:
                 names |= meta.find_undeclared_variables(_env(field).parse(text))
-            except TemplateSyntaxError:
+            except (TemplateSyntaxError, RecursionError):
                 continue
     return sorted(names - set(_text_env.globals))
 
@@ -299,7 +307,7 @@ def preview(
             text = found.content.get(field)
             if isinstance(text, str):
                 rendered[field] = _env(field).from_string(text).render(scope) or None
-    except TemplateError as exc:
+    except (TemplateError, RecursionError) as exc:
         raise TemplateRenderFailed(f"The template failed for this user: {exc}") from None
     known = set(scope) | _ALWAYS
     return {
