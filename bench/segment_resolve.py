@@ -136,10 +136,7 @@ def _walk(engine: sa.Engine, filters: list[dict[str, Any]]) -> tuple[int, float,
         while True:
             ids = list(
                 conn.scalars(
-                    sa.select(User.id)
-                    .where(where, User.id > last)
-                    .order_by(User.id)
-                    .limit(PAGE)
+                    sa.select(User.id).where(where, User.id > last).order_by(User.id).limit(PAGE)
                 )
             )
             if not ids:
