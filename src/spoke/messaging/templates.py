@@ -286,6 +286,25 @@ def recipient_values(session: Session, user: User) -> dict[str, Any]:
     return personalise.context(profile, tags)
 
 
+def render_fields(
+    channel: str, content: Mapping[str, Any], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`content` (a template's, or a notification's copy of one, with its `defaults` and
+    `variables`) rendered for one recipient; `values` from `recipient_values` or
+    `personalise.context`. HTML is autoescaped. For every channel's fan-out and the preview.
+
+    Raises:
+        TemplateError: the template failed for this recipient (e.g. a sandbox violation).
+    """
+    scope = personalise.values_for(content, values)
+    rendered = dict(content)
+    for field in TEMPLATED[channel]:
+        text = content.get(field)
+        if isinstance(text, str):
+            rendered[field] = _env(field).from_string(text).render(scope) or None
+    return rendered
+
+
 def preview(
     found: MessageTemplate, values: Mapping[str, Any], send_variables: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -300,20 +319,15 @@ def preview(
         content["defaults"] = dict(found.defaults)
     if send_variables:
         content["variables"] = dict(send_variables)
-    scope = personalise.values_for(content, values)
-    rendered = dict(found.content)
     try:
-        for field in TEMPLATED[found.channel]:
-            text = found.content.get(field)
-            if isinstance(text, str):
-                rendered[field] = _env(field).from_string(text).render(scope) or None
+        rendered = render_fields(found.channel, content, values)
     except (TemplateError, RecursionError) as exc:
         raise TemplateRenderFailed(f"The template failed for this user: {exc}") from None
-    known = set(scope) | _ALWAYS
+    known = set(personalise.values_for(content, values)) | _ALWAYS
     return {
         "template_id": found.id,
         "version": found.version,
         "channel": found.channel,
-        "content": {k: v for k, v in rendered.items() if v is not None},
+        "content": {k: v for k, v in rendered.items() if k in found.content and v is not None},
         "missing": [name for name in variables(found.channel, found.content) if name not in known],
     }
