@@ -11,6 +11,7 @@ from spoke.messaging.models import (
     ProviderConfig,
     Subscription,
 )
+from spoke.messaging.template_models import MessageTemplate, SavedSegment
 from spoke.sync.models import ContactLink, ContactSyncSettings, HubSpotWebhookBatch
 from spoke.users.models import (
     CustomField,
@@ -40,10 +41,12 @@ __all__ = [
     "ListMembership",
     "ListUsage",
     "Member",
+    "MessageTemplate",
     "MessagingWebhook",
     "Notification",
     "ProductEvent",
     "ProviderConfig",
+    "SavedSegment",
     "Subscription",
     "User",
     "UserChange",

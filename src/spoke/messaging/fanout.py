@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 import structlog
@@ -39,7 +38,7 @@ from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
 from spoke.core.crypto import Encryptor
 from spoke.core.db import session_scope, table_of
-from spoke.messaging import personalise, providers_config
+from spoke.messaging import local_delivery, personalise, providers_config
 from spoke.messaging.models import Delivery, Notification, Subscription
 from spoke.messaging.providers.base import (
     ProviderConfigError,
@@ -131,10 +130,15 @@ def run(
                 on_finished(notification_id)
             return True
         with session_scope(sessions) as session:
-            leases.release(session, Notification, notification_id, owner, "completed")
-            notification = session.get(Notification, notification_id)
-            assert notification is not None
-            notification.finished_at = utcnow()
+            resume_at = local_delivery.park(session, notification_id, owner)
+            if resume_at is None:
+                leases.release(session, Notification, notification_id, owner, "completed")
+                notification = session.get(Notification, notification_id)
+                assert notification is not None
+                notification.finished_at = utcnow()
+        if resume_at is not None:  # the rest wait for their local time
+            log.info("fanout.parked", notification_id=notification_id, resume_at=resume_at)
+            return True
         log.info("fanout.completed", notification_id=notification_id)
         if on_finished is not None:
             on_finished(notification_id)
@@ -268,6 +272,7 @@ def _insert_deliveries(
         }
         for external_id, user_id in users.items()
     ]
+    local_delivery.stamp(session, notification, rows)
     bulk.insert(session, table_of(Delivery), rows)
 
 
@@ -329,6 +334,7 @@ def _claim_batch(
         rows = session.execute(
             sa.select(Delivery.id, Delivery.user_id, Delivery.external_id, Delivery.content)
             .where(Delivery.notification_id == notification_id, Delivery.status == state)
+            .where(local_delivery.due())
             .order_by(Delivery.id)
             .limit(limit or options.batch_size)
         ).all()
@@ -400,11 +406,10 @@ _YES = frozenset({"yes", "y", "true", "1"})
 
 
 def _night_rule(session: Session, batch: list[_Recipient], user_ids: list[int]) -> None:
-    """No advertising push 21:00-08:00 in the user's time zone (UTC when unknown) without
-    the user's separate night-time consent (Korean Network Act art. 50; messaging.md §4)."""
-    zones = dict(
-        session.execute(sa.select(User.id, User.timezone).where(User.id.in_(user_ids))).all()
-    )
+    """No advertising push 21:00-08:00 in the user's time zone (else the workspace's, else
+    UTC) without the user's separate night-time consent (Korean Network Act art. 50;
+    messaging.md §4)."""
+    zones = local_delivery.zones_for(session, user_ids)
     consenting = set(
         session.scalars(
             sa.select(UserTag.user_id).where(
@@ -418,10 +423,7 @@ def _night_rule(session: Session, batch: list[_Recipient], user_ids: list[int]) 
     for recipient, user_id in zip(batch, user_ids, strict=True):
         if user_id in consenting or recipient.error is not None:
             continue
-        try:
-            local = now.astimezone(ZoneInfo(zones.get(user_id) or "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            local = now
+        local = now.astimezone(zones.get(user_id, local_delivery.UTC_ZONE))
         if local.hour >= 21 or local.hour < 8:
             recipient.error = (
                 f"night_time_rule: {local:%H:%M} local time, no `{NIGHT_CONSENT_TAG}` consent"

@@ -41,7 +41,7 @@ def check(content: Mapping[str, Any], prefix: str = "body") -> None:
         if isinstance(text, str) and is_template(text):
             try:
                 _env.parse(text)
-            except TemplateError as exc:
+            except (TemplateError, RecursionError) as exc:  # deep nesting: refused too
                 raise InvalidTemplate(
                     f"{name}: {exc}",
                     errors=[{"field": f"{prefix}.{name}", "message": str(exc), "type": "template"}],
@@ -54,12 +54,23 @@ def context(profile: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, An
     return {**custom, **tags, **fields, "custom": custom, "tags": dict(tags), "user": fields}
 
 
+def values_for(content: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A recipient's values with the send's own: a stored template's `defaults` fill what
+    the recipient lacks, the send's `variables` win over everything (also as `vars`)."""
+    defaults = content.get("defaults") or {}
+    variables = content.get("variables") or {}
+    if not defaults and not variables:
+        return dict(values)
+    return {**defaults, **values, **variables, "vars": dict(variables)}
+
+
 def render(content: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """`content` with every templated field rendered for one recipient.
 
     Raises:
         TemplateError: the template failed for this recipient (e.g. a sandbox violation).
     """
+    values = values_for(content, values)
     out = dict(content)
     for name in TEMPLATED_FIELDS:
         text = content.get(name)

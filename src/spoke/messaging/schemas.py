@@ -12,6 +12,9 @@ from pydantic import (
     model_validator,
 )
 
+from spoke.messaging.local_delivery import LocalDelivery
+from spoke.messaging.segment_schemas import Filters
+from spoke.messaging.template_schemas import TemplateChoice
 from spoke.users.schemas import ExternalId
 
 # FCM registration tokens are ~160 URL-safe characters; APNs tokens are hex; allow both.
@@ -160,23 +163,36 @@ TagValue = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class Audience(Input):
-    """Exactly one of: `user_ids`, `tags` (users having every tag key = value), `everyone`."""
+    """Exactly one of: `user_ids`, `tags` (users having every tag key = value), `filters`,
+    `segment_id` (a saved segment), `everyone`."""
 
     user_ids: list[ExternalId] | None = Field(None, min_length=1, max_length=MAX_SAME_CONTENT_USERS)
     tags: dict[TagKey, TagValue] | None = Field(
         None, min_length=1, max_length=20, description="All must match (AND)."
     )
+    filters: Filters | None = Field(
+        None, description='Conditions, AND-ed; `{"operator": "OR"}` starts another group.'
+    )
+    segment_id: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     everyone: bool = False
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Audience:
-        chosen = [self.user_ids is not None, self.tags is not None, self.everyone]
+        chosen = [
+            self.user_ids is not None,
+            self.tags is not None,
+            self.filters is not None,
+            self.segment_id is not None,
+            self.everyone,
+        ]
         if sum(chosen) != 1:
-            raise ValueError("give exactly one of user_ids, tags or everyone=true")
+            raise ValueError(
+                "give exactly one of user_ids, tags, filters, segment_id or everyone=true"
+            )
         return self
 
 
-class NotificationCreate(PushContent, SendOptions):
+class NotificationCreate(PushContent, SendOptions, TemplateChoice, LocalDelivery):
     channel: Literal["push"] = Field(description="Only `push` for now.")
     audience: Audience
 
@@ -220,6 +236,9 @@ class NotificationOut(BaseModel):
     unavailable: Unavailable
     error: str | None
     send_at: datetime | None
+    delivery_time_of_day: str | None = Field(
+        None, description="Local-time delivery: each recipient at this time in their zone."
+    )
     created_at: datetime
     finished_at: datetime | None
 
@@ -242,6 +261,9 @@ class DeliveryOut(BaseModel):
     status: str
     reason: str | None
     devices_sent: int
+    not_before: datetime | None = Field(
+        None, description="Local-time delivery: not sent before this time."
+    )
     sent_at: datetime | None
     delivered_at: datetime | None
     clicked_at: datetime | None

@@ -20,7 +20,7 @@ from spoke.core.errors import Conflict, NotFound
 from spoke.core.ids import new_id
 from spoke.core.jobs import JobRuntime
 from spoke.core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from spoke.messaging import personalise, providers_config
+from spoke.messaging import personalise, providers_config, segments
 from spoke.messaging.models import Delivery, Notification
 from spoke.users.models import User, UserTag
 
@@ -100,7 +100,8 @@ def create_push(
 
 
 def audience_filter(workspace_id: str, audience: dict[str, Any]) -> sa.ColumnElement[bool]:
-    """Users a segment audience matches: live users of the workspace having every tag."""
+    """Users a segment audience matches: live users of the workspace having every tag, or
+    matching the `filters` (`segments.py`)."""
     clauses = [User.workspace_id == workspace_id, User.deleted_at.is_(None)]
     for key, value in (audience.get("tags") or {}).items():
         clauses.append(
@@ -108,6 +109,8 @@ def audience_filter(workspace_id: str, audience: dict[str, Any]) -> sa.ColumnEle
                 UserTag.user_id == User.id, UserTag.key == key, UserTag.value == value
             )
         )
+    if audience.get("filters"):
+        clauses.append(segments.clause(audience["filters"]))
     return sa.and_(*clauses)
 
 
@@ -215,6 +218,7 @@ def render(session: Session, notification: Notification) -> dict[str, Any]:
         },
         "error": notification.error,
         "send_at": notification.send_at,
+        "delivery_time_of_day": notification.delivery_time_of_day,
         "created_at": notification.created_at,
         "finished_at": notification.finished_at,
     }
@@ -277,6 +281,7 @@ def render_delivery(delivery: Delivery) -> dict[str, Any]:
         "status": status,
         "reason": delivery.reason,
         "devices_sent": delivery.devices_sent,
+        "not_before": delivery.not_before,
         "sent_at": delivery.sent_at,
         "delivered_at": delivery.delivered_at,
         "clicked_at": delivery.clicked_at,
