@@ -59,6 +59,7 @@ def _run(runtime: Runtime, run_id: str) -> ContactSyncRun:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("direction", ["to_hubspot", "to_spoke"])
 def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
     setup: tuple[dict[str, str], Runtime],
