@@ -20,12 +20,9 @@ start/finish times, the ratio to the ceiling, 429s the sandbox served, and the s
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,37 +31,10 @@ import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import RssSampler, create_workspace, database, free_port, spoke_server
+from bench._harness import RssSampler, create_workspace, database, hubspot_sandbox, spoke_server
 
 LIMIT_PER_10S = 190
 CEILING = LIMIT_PER_10S / 10 * 100  # records/s at 100 records per request
-
-
-@contextmanager
-def sandbox(workdir: Path) -> Any:
-    port = free_port()
-    with (workdir / "sandbox.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "spoke", "sandbox", "hubspot", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / "sandbox.log").read_text())
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _admin(base: str, method: str, path: str, body: Any = None) -> Any:
@@ -142,7 +112,7 @@ def _seconds(run: dict[str, Any]) -> float:
 def bench(backend: str, direction: str, records: int, workspaces: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        with sandbox(workdir) as hubspot, database(backend, workdir) as url:
+        with hubspot_sandbox(workdir) as hubspot, database(backend, workdir) as url:
             env = {
                 "SPOKE_DATABASE_URL": url,
                 "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),

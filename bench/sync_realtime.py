@@ -33,8 +33,8 @@ import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import create_workspace, database, free_port, spoke_server
-from bench.sync_backfill import _admin, sandbox
+from bench._harness import create_workspace, database, free_port, hubspot_sandbox, spoke_server
+from bench.sync_backfill import _admin
 
 POOL = 200  # users per side, changed round robin
 TICK = 0.2
@@ -112,7 +112,7 @@ def bench(backend: str, rate: int, seconds: float) -> None:
         workdir = Path(tmp)
         port = free_port()
         spoke_url = f"http://127.0.0.1:{port}"
-        with sandbox(workdir) as hubspot, database(backend, workdir) as url:
+        with hubspot_sandbox(workdir) as hubspot, database(backend, workdir) as url:
             app = _oauth_app(hubspot, spoke_url)
             env = {
                 "SPOKE_DATABASE_URL": url,
