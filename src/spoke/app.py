@@ -20,6 +20,7 @@ from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
 from spoke.deps import Services
 from spoke.events import endpoints as event_endpoints
+from spoke.messaging import channel_endpoints, tracking_endpoints
 from spoke.messaging import endpoints as messaging_endpoints
 from spoke.runtime import Runtime
 from spoke.sync import endpoints as sync_endpoints
@@ -86,6 +87,8 @@ def create_app(
         event_endpoints.client_router,
         messaging_endpoints.router,
         messaging_endpoints.client_router,
+        channel_endpoints.router,
+        tracking_endpoints.router,
         connection_endpoints.router,
         connection_endpoints.oauth_router,
         sync_endpoints.router,

@@ -11,7 +11,15 @@ from spoke.core.errors import responses
 from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import Page, decode_cursor, encode_cursor
 from spoke.deps import AppServices, Db
-from spoke.messaging import devices, personalise, providers_config, schemas, service, webhooks
+from spoke.messaging import (
+    channel_providers,
+    devices,
+    personalise,
+    providers_config,
+    schemas,
+    service,
+    webhooks,
+)
 from spoke.messaging.models import Notification
 from spoke.users import service as users
 from spoke.users.changes import Origin
@@ -176,9 +184,13 @@ def delete_device(token: TokenPath, caller: ServerCaller, session: Db) -> None:
 
 def _content(body: schemas.PushContent, *, ad: bool = False) -> dict[str, Any]:
     content = body.model_dump(
-        include={"title", "body", "image_url", "link_url", "data"}, exclude_none=True
+        include={"title", "body", "image_url", "link_url", "data", *_EMAIL_FIELDS},
+        exclude_none=True,
     )
     return {**content, "ad": True} if ad else content
+
+
+_EMAIL_FIELDS = ("subject", "html", "text", "from_name")
 
 
 def _accepted(notification: Notification) -> dict[str, Any]:
@@ -251,7 +263,12 @@ def push_messages(
     "/notifications",
     response_model=schemas.SendAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(service.PushNotConfigured, personalise.InvalidTemplate),
+    responses=responses(
+        service.PushNotConfigured,
+        channel_providers.EmailNotConfigured,
+        channel_providers.SmsNotConfigured,
+        personalise.InvalidTemplate,
+    ),
     tags=["notifications"],
     dependencies=[Idempotent],
 )
@@ -260,22 +277,27 @@ def create_notification(
 ) -> object:
     """One message to an audience: user ids, a segment by tags (every `key: value` must
     match), or everyone. A segment is resolved as the send runs; `recipients` in the answer
-    is its size now. Channel `push` only, for now."""
+    is its size now. Channels `push`, `email` (to the users' email addresses) and `sms` (to
+    their phone numbers); users without a subscribed address are `no_subscription`."""
     audience = body.audience
     segment = None
     if audience.user_ids is None:
         segment = audience.model_dump(exclude_none=True, exclude_defaults=True)
         segment = segment or {"everyone": True}
+    content = _content(body, ad=body.ad)
+    if body.channel == "email" and not body.track_clicks:
+        content["track_clicks"] = False
     notification = service.create_push(
         session,
         services.jobs,
         caller.workspace_id,
         source="users" if segment is None else "segment",
-        content=_content(body, ad=body.ad),
+        content=content,
         recipients=list(dict.fromkeys(audience.user_ids or [])),
         request_group_id=body.request_group_id,
         send_at=body.send_at,
         audience=segment,
+        channel=body.channel,
     )
     return _accepted(notification)
 

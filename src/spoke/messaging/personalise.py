@@ -17,8 +17,20 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from spoke.core.errors import InvalidInput
 
-TEMPLATED_FIELDS = ("title", "body", "image_url", "link_url")
+TEMPLATED_FIELDS = (
+    "title",
+    "body",
+    "image_url",
+    "link_url",
+    "subject",
+    "html",
+    "text",
+    "from_name",
+)
 _env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# An email's HTML body: values are escaped, so a first name can't inject markup.
+_html_env = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+HTML_FIELDS = frozenset({"html"})
 
 
 class InvalidTemplate(InvalidInput):
@@ -64,5 +76,6 @@ def render(content: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, A
     for name in TEMPLATED_FIELDS:
         text = content.get(name)
         if isinstance(text, str) and is_template(text):
-            out[name] = _env.from_string(text).render(values) or None
+            env = _html_env if name in HTML_FIELDS else _env
+            out[name] = env.from_string(text).render(values) or None
     return out

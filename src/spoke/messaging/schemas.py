@@ -12,6 +12,7 @@ from pydantic import (
     model_validator,
 )
 
+from spoke.messaging.channel_schemas import EmailContent, check_channel_content
 from spoke.users.schemas import ExternalId
 
 # FCM registration tokens are ~160 URL-safe characters; APNs tokens are hex; allow both.
@@ -176,9 +177,14 @@ class Audience(Input):
         return self
 
 
-class NotificationCreate(PushContent, SendOptions):
-    channel: Literal["push"] = Field(description="Only `push` for now.")
+class NotificationCreate(PushContent, EmailContent, SendOptions):
+    channel: Literal["push", "email", "sms"] = Field(
+        description="`push` (title, body, image_url, link_url, data), `email` (subject, html "
+        "and/or text, from_name, track_clicks) or `sms` (body)."
+    )
     audience: Audience
+
+    _channel_content = model_validator(mode="after")(check_channel_content)
 
 
 class SendAccepted(BaseModel):
