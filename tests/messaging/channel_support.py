@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import phonenumbers
 from tests.conftest import Tenant
 
 from spoke.sandbox.sms import SmsStore
@@ -96,9 +97,11 @@ def unique_email(name: str) -> str:
 
 
 def unique_phone() -> str:
-    """A fictional US number (555-01xx range, unique enough per test)."""
-    digits = f"{uuid.uuid4().int % 10**7:07d}"
-    return f"+1202{digits}"
+    """A valid Korean mobile number (E.164), unique enough per test."""
+    while True:
+        number = f"+8210{uuid.uuid4().int % 10**8:08d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(number)):
+            return number
 
 
 def put_user(tenant: Tenant, external_id: str, **fields: Any) -> None:
