@@ -127,7 +127,7 @@ class SmtpConfigInput(_Input):
             return None
         try:
             ssl.create_default_context(cadata=value)
-        except (ssl.SSLError, ValueError) as exc:
+        except (ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: not ASCII
             raise ValueError(f"not PEM certificates: {exc}") from None
         return value
 
