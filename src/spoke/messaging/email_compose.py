@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
+import binascii
 import html
+import secrets
 from dataclasses import dataclass
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
+from email.header import Header
 from email.utils import formataddr, formatdate
 from typing import Any
 
@@ -35,8 +35,31 @@ class Sender:
     signer: tracking.LinkSigner
 
 
+_CRLF = "\r\n"
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _header(name: str, value: str) -> str:
+    """One header line (folded at 76 columns, RFC 2047-encoded when not ASCII)."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} may not contain line breaks")
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}"
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    folded = Header(value, charset, header_name=name).encode(linesep=_CRLF)
+    return f"{name}: {folded}"
+
+
+def _part(subtype: str, text: str) -> bytes:
+    """A text part, quoted-printable (7-bit, short lines, readable when it is ASCII)."""
+    body = binascii.b2a_qp(text.replace("\r\n", "\n").encode(), istext=True)
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode() + body.replace(b"\n", b"\r\n")
 
 
 def _with_unsubscribe_html(body: str, url: str) -> str:
@@ -67,50 +90,62 @@ def compose(
     to: str,
     content: dict[str, Any],
 ) -> OutgoingEmail:
-    """The message for one recipient.
+    """The message for one recipient, as bytes ready for DATA.
+
+    Written directly rather than through `email.message.EmailMessage`: its header registry
+    costs about 10 ms a message on this machine, more than the SMTP exchange itself.
 
     Raises:
-        ValueError: the content can't make a valid message (e.g. an address that needs
-            SMTPUTF8 in a header, or a from name that is not text).
+        ValueError: the content can't make a valid message (e.g. a line break in a header).
     """
     unsubscribe = tracking.unsubscribe_url(sender.signer, sender.links_base_url, delivery_id, to)
-    track = content.get("track_clicks", True)
 
     def tracked(url: str) -> str | None:
         if url == unsubscribe or not tracking.is_trackable(url):
             return None
         return tracking.click_url(sender.signer, sender.links_base_url, delivery_id, url)
 
-    message = EmailMessage(policy=policy.SMTP if to.isascii() else policy.SMTPUTF8)
     name = content.get("from_name") or sender.from_name
-    message["From"] = (
-        formataddr((_one_line(name), sender.from_address)) if name else sender.from_address
-    )
-    message["To"] = to
-    if sender.reply_to:
-        message["Reply-To"] = sender.reply_to
-    message["Subject"] = _one_line(str(content.get("subject") or ""))
-    message["Date"] = formatdate(localtime=False, usegmt=True)
-    domain = Address(addr_spec=sender.from_address).domain or "spoke.invalid"
+    domain = sender.from_address.rpartition("@")[2] or "spoke.invalid"
     message_id = f"<{delivery_id}.{notification_id}@{domain}>"
-    message["Message-ID"] = message_id
-    message["List-Unsubscribe"] = f"<{unsubscribe}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["X-Spoke-Notification-Id"] = notification_id
+    lines = [
+        _header("From", formataddr((_one_line(str(name)), sender.from_address), "utf-8"))
+        if name
+        else _header("From", sender.from_address),
+        _header("To", to),
+        *([_header("Reply-To", sender.reply_to)] if sender.reply_to else []),
+        _header("Subject", _one_line(str(content.get("subject") or ""))),
+        _header("Date", formatdate(usegmt=True)),
+        _header("Message-ID", message_id),
+        f"List-Unsubscribe: <{unsubscribe}>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        _header("X-Spoke-Notification-Id", notification_id),
+        "MIME-Version: 1.0",
+    ]
     text, markup = content.get("text"), content.get("html")
     if markup:
         markup = _with_unsubscribe_html(str(markup), unsubscribe)
-        if track:
+        if content.get("track_clicks", True):
             markup = tracking.rewrite_links(markup, tracked)
+    parts = []
     if text or not markup:
-        message.set_content(_with_unsubscribe_text(str(text or ""), unsubscribe))
-        if markup:
-            message.add_alternative(markup, subtype="html")
+        parts.append(_part("plain", _with_unsubscribe_text(str(text or ""), unsubscribe)))
+    if markup:
+        parts.append(_part("html", markup))
+    head = "\r\n".join(lines).encode("utf-8")
+    if len(parts) == 1:
+        data = head + b"\r\n" + parts[0]
     else:
-        message.set_content(markup, subtype="html")
-    return OutgoingEmail(
-        sender=sender.from_address,
-        recipient=to,
-        data=message.as_bytes(),
-        message_id=message_id,
-    )
+        # "=_" never occurs in quoted-printable output, so the boundary can't either.
+        boundary = f"=_spoke_{secrets.token_hex(12)}".encode()
+        data = (
+            head
+            + b'\r\nContent-Type: multipart/alternative; boundary="'
+            + boundary
+            + b'"\r\n\r\n'
+            + b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
+            + b"--"
+            + boundary
+            + b"--\r\n"
+        )
+    return OutgoingEmail(sender=sender.from_address, recipient=to, data=data, message_id=message_id)
