@@ -10,9 +10,10 @@ send is accepted; one that fails for a particular user fails only that user's de
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from spoke.core.errors import InvalidInput
@@ -60,6 +61,13 @@ def check(content: Mapping[str, Any], prefix: str = "body") -> None:
                 ) from None
 
 
+@lru_cache(maxsize=512)
+def _compiled(text: str, html: bool) -> Template:
+    """Compiling costs about as much as rendering a thousand times; a send renders the same
+    few templates for every recipient."""
+    return (_html_env if html else _env).from_string(text)
+
+
 def context(profile: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
     fields = {k: v for k, v in profile.items() if v not in (None, "")}
     custom = {k: v for k, v in (fields.pop("custom", None) or {}).items() if v not in (None, "")}
@@ -76,6 +84,5 @@ def render(content: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, A
     for name in TEMPLATED_FIELDS:
         text = content.get(name)
         if isinstance(text, str) and is_template(text):
-            env = _html_env if name in HTML_FIELDS else _env
-            out[name] = env.from_string(text).render(values) or None
+            out[name] = _compiled(text, name in HTML_FIELDS).render(values) or None
     return out
