@@ -29,12 +29,14 @@ def _running(*args: str, ready_url: str) -> Iterator[list[str]]:
     )
     try:
         assert proc.stderr is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
+        while True:
             try:
                 httpx.get(ready_url, timeout=1)
                 break
             except httpx.HTTPError:
+                assert proc.poll() is None, "the emulator exited"
+                assert time.monotonic() < deadline, "the emulator did not start"
                 time.sleep(0.05)
         lines = []
         while len(lines) < 3:
