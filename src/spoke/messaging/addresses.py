@@ -95,10 +95,8 @@ def reconcile(session: Session, workspace_id: str, channel: str, user_ids: Seque
         .order_by(Subscription.id)
     ).all()
     by_address = {row.address: row for row in rows}
-    # Owners outside the chunk of rows whose address someone in the chunk now has.
-    outsiders = {
-        row.user_id for row in rows if row.user_id not in chunk and row.address in by_address
-    }
+    # Rows owned outside the chunk were found by address: someone in the chunk has it now.
+    outsiders = {row.user_id for row in rows if row.user_id not in chunk}
     owners = {**_current(session, workspace_id, channel, outsiders), **current}
     now = utcnow()
     fresh: list[dict[str, Any]] = []
