@@ -20,8 +20,13 @@ from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
 from spoke.deps import Services
 from spoke.events import endpoints as event_endpoints
+from spoke.messaging import (
+    channel_endpoints,
+    segment_endpoints,
+    template_endpoints,
+    tracking_endpoints,
+)
 from spoke.messaging import endpoints as messaging_endpoints
-from spoke.messaging import segment_endpoints, template_endpoints
 from spoke.runtime import Runtime
 from spoke.sync import endpoints as sync_endpoints
 from spoke.sync import hooks as sync_hooks
@@ -89,6 +94,8 @@ def create_app(
         messaging_endpoints.client_router,
         template_endpoints.router,
         segment_endpoints.router,
+        channel_endpoints.router,
+        tracking_endpoints.router,
         connection_endpoints.router,
         connection_endpoints.oauth_router,
         sync_endpoints.router,

@@ -12,6 +12,7 @@ from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import Page, decode_cursor, encode_cursor
 from spoke.deps import AppServices, Db
 from spoke.messaging import (
+    channel_providers,
     devices,
     personalise,
     providers_config,
@@ -187,9 +188,13 @@ def delete_device(token: TokenPath, caller: ServerCaller, session: Db) -> None:
 
 def _content(body: schemas.PushContent, *, ad: bool = False) -> dict[str, Any]:
     content = body.model_dump(
-        include={"title", "body", "image_url", "link_url", "data"}, exclude_none=True
+        include={"title", "body", "image_url", "link_url", "data", *_EMAIL_FIELDS},
+        exclude_none=True,
     )
     return {**content, "ad": True} if ad else content
+
+
+_EMAIL_FIELDS = ("subject", "html", "text", "from_name")
 
 
 def _accepted(notification: Notification) -> dict[str, Any]:
@@ -265,6 +270,8 @@ def push_messages(
     responses=responses(
         service.PushNotConfigured,
         personalise.InvalidTemplate,
+        channel_providers.EmailNotConfigured,
+        channel_providers.SmsNotConfigured,
         templates.TemplateNotFound,
         templates.TemplateChannelMismatch,
         saved_segments.SegmentNotFound,
@@ -280,7 +287,9 @@ def create_notification(
     match), by `filters`, a saved segment (`segment_id`), or everyone. A segment is resolved
     as the send runs; `recipients` in the answer is its size now. Content inline or from a
     stored template (`template_id`, with `variables`); `delayed_option: "timezone"` delivers
-    at `delivery_time_of_day` in each user's zone. Channel `push` only, for now."""
+    at `delivery_time_of_day` in each user's zone. Channels `push`, `email` (to the users'
+    email addresses) and `sms` (to their phone numbers); users without a subscribed address
+    are `no_subscription`."""
     audience = body.audience
     segment = None
     if audience.user_ids is None:
@@ -296,6 +305,8 @@ def create_notification(
         content = {**stored, "ad": True} if body.ad else stored
     if body.variables:
         content["variables"] = body.variables
+    if body.channel == "email" and not body.track_clicks:
+        content["track_clicks"] = False
     notification = service.create_push(
         session,
         services.jobs,
@@ -306,6 +317,7 @@ def create_notification(
         request_group_id=body.request_group_id,
         send_at=body.send_at,
         audience=segment,
+        channel=body.channel,
     )
     notification.delivery_time_of_day = body.delivery_time_of_day
     return _accepted(notification)

@@ -38,7 +38,8 @@ from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
 from spoke.core.crypto import Encryptor
 from spoke.core.db import session_scope, table_of
-from spoke.messaging import local_delivery, personalise, providers_config
+from spoke.messaging import addresses, local_delivery, personalise, providers_config
+from spoke.messaging.channel_send import ChannelSender, Sendable
 from spoke.messaging.models import Delivery, Notification, Subscription
 from spoke.messaging.providers.base import (
     ProviderConfigError,
@@ -65,7 +66,7 @@ class FanoutOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-ProviderFactory = Callable[[Session, Notification], PushProvider]
+ProviderFactory = Callable[[Session, Notification], Sendable]
 
 
 def fcm_factory(encryptor: Encryptor, options: FanoutOptions) -> ProviderFactory:
@@ -114,7 +115,7 @@ def run(
             notification = session.get(Notification, notification_id)
             assert notification is not None
             try:
-                provider: PushProvider | None = provider_factory(session, notification)
+                provider: Sendable | None = provider_factory(session, notification)
             except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
                 provider, error = None, str(exc)
         if provider is None:
@@ -232,6 +233,8 @@ def _plan_chunk(
 
 
 def _reachable(session: Session, notification: Notification, user_ids: list[int]) -> set[int]:
+    if notification.channel in addresses.ADDRESS_CHANNELS:  # email/SMS follow users' fields
+        addresses.reconcile(session, notification.workspace_id, notification.channel, user_ids)
     return set(
         session.scalars(
             sa.select(Subscription.user_id)
@@ -467,7 +470,7 @@ def _record(
                 gone.append(
                     {
                         "id": sub_id,
-                        "status": "invalid",
+                        "status": answer.address_status or "invalid",
                         "status_reason": (answer.reason or "")[:200],
                         "updated_at": now,
                     }
@@ -529,8 +532,10 @@ async def _heartbeat(
 
 
 async def _send_batch(
-    notification_id: str, provider: PushProvider, base: dict[str, Any], batch: list[_Recipient]
+    notification_id: str, provider: Sendable, base: dict[str, Any], batch: list[_Recipient]
 ) -> list[list[SendResult]]:
+    if isinstance(provider, ChannelSender):  # email, SMS: the channel builds its messages
+        return await provider.send_batch(notification_id, base, batch)
     messages = [
         _message(notification_id, base, recipient, token)
         for recipient in batch
@@ -554,7 +559,7 @@ async def _send_all(
     sessions: sessionmaker[Session],
     notification_id: str,
     owner: str,
-    provider: PushProvider,
+    provider: Sendable,
     options: FanoutOptions,
 ) -> None:
     """Send everything, keeping the provider busy: while one batch is in flight the next is
@@ -603,7 +608,7 @@ async def _send_all(
 async def _sending(
     heartbeat: asyncio.Task[None],
     notification_id: str,
-    provider: PushProvider,
+    provider: Sendable,
     base: dict[str, Any],
     batch: list[_Recipient],
 ) -> list[list[SendResult]]:

@@ -10,15 +10,28 @@ send is accepted; one that fails for a particular user fails only that user's de
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from spoke.core.errors import InvalidInput
 
-TEMPLATED_FIELDS = ("title", "body", "image_url", "link_url")
+TEMPLATED_FIELDS = (
+    "title",
+    "body",
+    "image_url",
+    "link_url",
+    "subject",
+    "html",
+    "text",
+    "from_name",
+)
 _env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# An email's HTML body: values are escaped, so a first name can't inject markup.
+_html_env = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+HTML_FIELDS = frozenset({"html"})
 
 
 class InvalidTemplate(InvalidInput):
@@ -48,6 +61,13 @@ def check(content: Mapping[str, Any], prefix: str = "body") -> None:
                 ) from None
 
 
+@lru_cache(maxsize=512)
+def _compiled(text: str, html: bool) -> Template:
+    """Compiling costs about as much as rendering a thousand times; a send renders the same
+    few templates for every recipient."""
+    return (_html_env if html else _env).from_string(text)
+
+
 def context(profile: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
     fields = {k: v for k, v in profile.items() if v not in (None, "")}
     custom = {k: v for k, v in (fields.pop("custom", None) or {}).items() if v not in (None, "")}
@@ -75,5 +95,5 @@ def render(content: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, A
     for name in TEMPLATED_FIELDS:
         text = content.get(name)
         if isinstance(text, str) and is_template(text):
-            out[name] = _env.from_string(text).render(values) or None
+            out[name] = _compiled(text, name in HTML_FIELDS).render(values) or None
     return out

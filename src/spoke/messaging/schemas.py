@@ -12,6 +12,7 @@ from pydantic import (
     model_validator,
 )
 
+from spoke.messaging.channel_schemas import EmailContent, check_channel_content
 from spoke.messaging.local_delivery import LocalDelivery
 from spoke.messaging.segment_schemas import Filters
 from spoke.messaging.template_schemas import TemplateChoice
@@ -192,9 +193,15 @@ class Audience(Input):
         return self
 
 
-class NotificationCreate(PushContent, SendOptions, TemplateChoice, LocalDelivery):
-    channel: Literal["push"] = Field(description="Only `push` for now.")
+class NotificationCreate(PushContent, EmailContent, SendOptions, TemplateChoice, LocalDelivery):
+    channel: Literal["push", "email", "sms"] = Field(
+        description="`push` (title, body, image_url, link_url, data), `email` (subject, html "
+        "and/or text, from_name, track_clicks) or `sms` (body); or a stored template of that "
+        "channel (`template_id`)."
+    )
     audience: Audience
+
+    _channel_content = model_validator(mode="after")(check_channel_content)
 
 
 class SendAccepted(BaseModel):

@@ -110,7 +110,7 @@ class Preview(BaseModel):
     )
 
 
-_INLINE = ("title", "body", "image_url", "link_url", "data")
+_INLINE = ("title", "body", "image_url", "link_url", "data", "subject", "html", "text")
 
 
 class TemplateChoice(Input):
