@@ -103,6 +103,9 @@ class EventExportSettings(BaseModel):
     unmatched_recheck_minutes: float = Field(
         15.0, ge=0, description="How often a user without a HubSpot contact is looked up again."
     )
+    retry_base_seconds: float = Field(
+        0.5, ge=0, le=60, description="First backoff before a failed batch is retried (doubles)."
+    )
 
 
 class LogSettings(BaseModel):

@@ -101,7 +101,7 @@ def process(
                 chunk=tuning.chunk,
                 settle=timedelta(seconds=tuning.settle_seconds),
                 recheck=timedelta(minutes=tuning.unmatched_recheck_minutes),
-                policy=Policy(),
+                policy=Policy(backoff_base=tuning.retry_base_seconds),
             )
             resolve_unknown(ctx)
             _pipeline(ctx, waiting_plans(ctx))
