@@ -53,8 +53,8 @@ class Definition:
     """What a run needs to build completions of one event."""
 
     fully_qualified_name: str | None
-    # our property name -> (HubSpot name, type)
-    properties: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # our property name -> (HubSpot name, type, longest value)
+    properties: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
     failed: str | None = None
 
@@ -115,7 +115,7 @@ class Definitions:
     def _view(row: EventExportDefinition) -> Definition:
         return Definition(
             row.fully_qualified_name,
-            {k: (v["name"], v["type"]) for k, v in row.properties.items()},
+            {k: (v["name"], v["type"], naming.value_limit(k)) for k, v in row.properties.items()},
             set(row.dropped),
             row.reason if row.state == "failed" else None,
         )

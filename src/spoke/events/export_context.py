@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,3 +54,5 @@ class Context:
     settle: timedelta
     recheck: timedelta
     policy: Policy
+    # Contacts found during this run (identity key -> HubSpot id): asked once per run.
+    contacts: dict[str, str] = field(default_factory=dict)

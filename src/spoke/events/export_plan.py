@@ -41,13 +41,16 @@ from spoke.hubspot.models import EVENT_BATCH_LIMIT
 Disposition = dict[int, tuple[str, str | None]]  # item id -> (reason, detail)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
-    """One completion to be: a product event (`each`) or a daily rollup."""
+    """One completion to be: a product event (`each`) or a daily rollup, with its user as
+    the event named them (`key` is `identity.identity_key` of the two)."""
 
     kind: str  # event | rollup
     id: int
-    who: Who
+    key: str
+    external_id: str | None
+    email: str | None
     event_type: str
     event_name: str
     occurred_at: datetime
@@ -71,33 +74,37 @@ class Plan:
 
     @property
     def keys(self) -> dict[int, str]:
-        return {item.id: item.who.key for item in self.items}
+        return {item.id: item.key for item in self.items}
 
 
 def _wanted(items: Sequence[Item], matched: set[str]) -> dict[DefKey, dict[str, Any]]:
     wanted: dict[DefKey, dict[str, Any]] = {}
     for item in items:
-        if item.who.key not in matched:
+        if item.key not in matched:
             continue
         samples = wanted.setdefault((item.event_type, item.event_name, item.kind == "rollup"), {})
-        for prop, value in item.properties.items():
+        if item.properties.keys() <= samples.keys():
+            continue  # the usual case: nothing new (a C-level check)
+        for prop, value in item.properties.items():  # in the app's order: the first 50 win
             if value is not None and prop not in samples:
                 samples[prop] = value
     return wanted
 
 
-def _render(ctx: Context, item: Item, fqn: str, specs: Mapping[str, tuple[str, str]]) -> Any:
+def _render(ctx: Context, item: Item, specs: Mapping[str, tuple[str, str, int]]) -> Any:
     """The completion's properties, or the reason it is rejected."""
     props: dict[str, str] = {}
     for prop, value in item.properties.items():
         spec = specs.get(prop)
         if spec is None:
             continue  # over the 50-property limit (listed on the definition)
-        hs_name, kind = spec
-        text = naming.render(value, kind)
+        hs_name, kind, limit = spec
+        if kind == "string" and type(value) is str:
+            text: str | None = value
+        else:
+            text = naming.render(value, kind)
         if text is None:
             continue  # does not fit the property's type
-        limit = naming.value_limit(prop)
         if len(text) > limit:
             if ctx.config.long_values == "reject":
                 return ("value_too_long", f"{prop}: {len(text)} characters, limit {limit}")
@@ -108,7 +115,10 @@ def _render(ctx: Context, item: Item, fqn: str, specs: Mapping[str, tuple[str, s
 
 def prepare(ctx: Context, plan: Plan) -> Plan:
     """Resolve, render, count and record the chunk's batches; then start sending them."""
-    users = {item.who.key: item.who for item in plan.items}
+    users: dict[str, Who] = {}
+    for item in plan.items:
+        if item.key not in users:
+            users[item.key] = Who(item.key, item.external_id, item.email)
     matches = identity.resolve(
         ctx.sessions,
         ctx.hs,
@@ -116,12 +126,13 @@ def prepare(ctx: Context, plan: Plan) -> Plan:
         users,
         create_contacts=ctx.config.create_contacts,
         recheck=ctx.recheck,
+        known=ctx.contacts,
     )
     matched = {k for k, m in matches.items() if m.hubspot_id}
     definitions = ctx.definitions.ensure(_wanted(plan.items, matched))
     wires: list[Wire] = []
     for item in plan.items:
-        match = matches[item.who.key]
+        match = matches[item.key]
         if match.hubspot_id is None:
             plan.waiting[item.id] = (match.reason or "unmatched", None)
             continue
@@ -129,7 +140,7 @@ def prepare(ctx: Context, plan: Plan) -> Plan:
         if definition.failed is not None or definition.fully_qualified_name is None:
             plan.rejected[item.id] = ("definition_failed", definition.failed)
             continue
-        props = _render(ctx, item, definition.fully_qualified_name, definition.properties)
+        props = _render(ctx, item, definition.properties)
         if isinstance(props, tuple):
             plan.rejected[item.id] = props
             continue
@@ -141,7 +152,7 @@ def prepare(ctx: Context, plan: Plan) -> Plan:
             "properties": props,
             "uuid": uuid,
         }
-        wires.append(Wire(item.id, uuid, item.who.key, body))
+        wires.append(Wire(item.id, uuid, item.key, body))
     plan.month = cap.month_of(utcnow())
     with session_scope(ctx.sessions) as session:
         leases.renew(session, EventExportRun, ctx.run_id, ctx.owner, ctx.lease_seconds)
@@ -205,6 +216,8 @@ def finish(ctx: Context, plan: Plan) -> None:
             )
         cap.give_back(session, ctx.portal_id, plan.month, plan.reserved - len(sent))
         identity.forget(session, ctx.workspace_id, outcome.gone_contacts)
+        for key in outcome.gone_contacts:
+            ctx.contacts.pop(key, None)
         run = session.get(EventExportRun, ctx.run_id)
         settings = session.get(EventExportSettings, ctx.workspace_id)
         assert run is not None

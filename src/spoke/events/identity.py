@@ -3,8 +3,8 @@
 An event names its user by `user_id` (the app's external id) or `email`; the key
 `u:<id>` / `e:<email>` stands for that user here. In order:
 
-1. the contact the contact sync linked to the user (`ContactLink`), looked up afresh for
-   every chunk, so a link made (or moved by a merge) since last time wins at once;
+1. the contact the contact sync linked to the user (`ContactLink`), looked up afresh by
+   every run, so a link made (or moved by a merge) since the last run wins at once;
 2. a contact found by email (HubSpot batch read by email; the user's stored email, else the
    event's email, else the user id if it is an email address), remembered;
 3. a contact Spoke creates with that email, when the workspace allows it;
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,9 +33,10 @@ from spoke.users.models import User
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IN = 1000  # keys per IN (...) query
+_LOOKUPS_IN_FLIGHT = 4
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Who:
     """The user an item belongs to, as its event named it."""
 
@@ -123,12 +125,23 @@ def _candidate_email(who: Who, stored: str | None) -> str | None:
 
 
 async def _lookup(client: HubSpotClient, emails: Sequence[str]) -> dict[str, str]:
-    result = await client.contacts.batch_read(emails, properties=["email"], id_property="email")
+    """Contacts by email, a few batch reads (100 emails each) in flight at once."""
     out: dict[str, str] = {}
-    for record in result.results:
-        email = record.properties.get("email")
-        if email:
-            out[email.lower()] = record.id
+    limiter = anyio.Semaphore(_LOOKUPS_IN_FLIGHT)
+
+    async def read(part: Sequence[str]) -> None:
+        async with limiter:
+            result = await client.contacts.batch_read(
+                part, properties=["email"], id_property="email"
+            )
+        for record in result.results:
+            email = record.properties.get("email")
+            if email:
+                out[email.lower()] = record.id
+
+    async with anyio.create_task_group() as group:
+        for start in range(0, len(emails), 100):
+            group.start_soon(read, emails[start : start + 100])
     return out
 
 
@@ -150,23 +163,31 @@ def resolve(
     *,
     create_contacts: bool,
     recheck: timedelta,
+    known: dict[str, str],
 ) -> dict[str, Match]:
-    """The contact of every user in `users` (by key), or why there is none yet.
+    """The contact of every user in `users` (by key), or why there is none yet. `known`
+    holds the contacts this run already found; it is read first and extended.
 
     Raises:
         HubSpotError: a lookup or create failed; nothing is remembered from this call then.
     """
     now = utcnow()
+    matches = {k: Match(known[k]) for k in users if k in known}
+    users = {k: w for k, w in users.items() if k not in known}
+    if not users:
+        return matches
     with session_scope(sessions) as session:
         linked, stored_emails = _links(session, workspace_id, users)
         rest = sorted(k for k in users if k not in linked)
         cached = _cached(session, workspace_id, rest)
-    matches = {k: Match(v) for k, v in linked.items()}
+    known.update(linked)
+    matches.update({k: Match(v) for k, v in linked.items()})
     to_check: dict[str, str] = {}  # key -> email to look up
     for key in rest:
         row = cached.get(key)
         if row is not None and row.hubspot_id:
             matches[key] = Match(row.hubspot_id)
+            known[key] = row.hubspot_id
             continue
         if row is not None and row.checked_at > now - recheck:
             matches[key] = Match(None, "unmatched")
@@ -192,6 +213,8 @@ def resolve(
     for key, email in to_check.items():
         contact = found.get(email)
         matches[key] = Match(contact, None if contact else "unmatched")
+        if contact:
+            known[key] = contact
         rows.append(
             {
                 "workspace_id": workspace_id,

@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
-import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,8 +28,6 @@ MAX_URL_VALUE = 1024
 _INVALID = re.compile(r"[^a-z0-9_]+")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-# Our own namespace for completion uuids: uuid5(namespace, "<workspace>:<kind>:<id>").
-UUID_NAMESPACE = uuid.UUID("6f1d3c52-8e0b-4b55-9a53-2c7f0e5d9a41")
 
 
 def internal_name(
@@ -113,10 +111,20 @@ def value_limit(name: str) -> int:
     return MAX_URL_VALUE if is_url_property(name) else MAX_VALUE
 
 
+@functools.lru_cache(maxsize=1024)
+def _uuid_prefix(workspace_id: str, kind: str) -> str:
+    return hashlib.sha1(f"{workspace_id}:{kind}".encode(), usedforsecurity=False).hexdigest()[:16]
+
+
 def completion_uuid(workspace_id: str, kind: str, item_id: int) -> str:
-    """Deterministic, so a resend of the same completion carries the same uuid."""
-    return str(uuid.uuid5(UUID_NAMESPACE, f"{workspace_id}:{kind}:{item_id}"))
+    """Deterministic, so a resend of the same completion carries the same uuid: 64 bits
+    naming the workspace and kind (event or rollup), 64 bits of our id, in UUID form."""
+    p = _uuid_prefix(workspace_id, kind)
+    s = f"{item_id:016x}"
+    return f"{p[:8]}-{p[8:12]}-{p[12:16]}-{s[:4]}-{s[4:]}"
 
 
 def iso_ms(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
