@@ -1,7 +1,7 @@
 """Export N stored product events to the HubSpot sandbox as custom event completions.
 
     .venv/bin/python -m bench.events_export [--events 1000000] [--users 10000]
-        [--latency-ms 100] [--concurrency 8] [--chunk 5000] [--backend sqlite|postgresql]
+        [--latency-ms 100] [--concurrency 10] [--chunk 5000] [--backend sqlite|postgresql]
 
 The sandbox (`spoke sandbox hubspot`) runs in its own process with its rate limits on —
 custom event sends at HubSpot's 1,250 requests/s — and the given latency on every call.
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=100)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=5000)
     parser.add_argument("--backend", default="sqlite")
     args = parser.parse_args()

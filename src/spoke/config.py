@@ -86,7 +86,7 @@ class MessagingSettings(BaseModel):
 
 class EventExportSettings(BaseModel):
     concurrency: int = Field(
-        8, ge=1, le=64, description="Event batch requests (≤ 500 events each) in flight per run."
+        10, ge=1, le=64, description="Event batch requests (≤ 500 events each) in flight per run."
     )
     chunk: int = Field(
         5000,
