@@ -149,9 +149,7 @@ class EventsAPI:
             idempotent=True,
         )
 
-    async def add_property(
-        self, event_name: str, prop: EventPropertyDefinition
-    ) -> dict[str, Any]:
+    async def add_property(self, event_name: str, prop: EventPropertyDefinition) -> dict[str, Any]:
         """Add a property to an event definition.
 
         Args:
