@@ -20,6 +20,7 @@ from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
 from spoke.deps import Services
 from spoke.events import endpoints as event_endpoints
+from spoke.events import export_endpoints as event_export_endpoints
 from spoke.messaging import (
     channel_endpoints,
     segment_endpoints,
@@ -90,6 +91,7 @@ def create_app(
         import_endpoints.router,
         event_endpoints.router,
         event_endpoints.client_router,
+        event_export_endpoints.router,
         messaging_endpoints.router,
         messaging_endpoints.client_router,
         template_endpoints.router,

@@ -3,6 +3,16 @@
 from spoke.connections.models import HubSpotConnection
 from spoke.core.db import Base
 from spoke.core.idempotency import IdempotencyRecord
+from spoke.events.export_models import (
+    EventExportBatch,
+    EventExportDefinition,
+    EventExportIdentity,
+    EventExportMark,
+    EventExportRollup,
+    EventExportRun,
+    EventExportSettings,
+    EventExportUsage,
+)
 from spoke.events.models import KnownEvent, ProductEvent
 from spoke.messaging.models import (
     Delivery,
@@ -34,6 +44,14 @@ __all__ = [
     "ContactSyncSettings",
     "CustomField",
     "Delivery",
+    "EventExportBatch",
+    "EventExportDefinition",
+    "EventExportIdentity",
+    "EventExportMark",
+    "EventExportRollup",
+    "EventExportRun",
+    "EventExportSettings",
+    "EventExportUsage",
     "HubSpotConnection",
     "HubSpotWebhookBatch",
     "IdempotencyRecord",

@@ -248,6 +248,12 @@ async def counters(request: Request, store: SandboxStore) -> Response:
                 "responses_by_status": dict(portal.status_counters),
                 "rate_limited_served": portal.status_counters.get("429", 0),
                 "daily_count": portal.daily_count,
+                "custom_events": {
+                    "received": portal.event_received,
+                    "duplicate_uuids": portal.event_duplicate_uuids,
+                    "distinct_uuids": len(portal.event_uuids),
+                    "month_count": portal.event_count,
+                },
                 "webhooks": {
                     "delivered": portal.webhook_counters.get("delivered", 0),
                     "failed": portal.webhook_counters.get("failed", 0),
