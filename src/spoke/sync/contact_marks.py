@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from spoke.config import Settings
 from spoke.connections.models import HubSpotConnection
+from spoke.connections.service import request_client
+from spoke.core.crypto import Encryptor
+from spoke.core.errors import ServiceUnavailable
 from spoke.hubspot import (
     BatchResult,
     BlockingClient,
@@ -27,6 +31,7 @@ from spoke.hubspot import (
     HubSpotError,
     MembershipsUpdate,
     MissingScopes,
+    ObjectNotFound,
     ObjectUpdate,
     PropertyCreate,
     PropertyOption,
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
 DELETED_PROPERTY = "spoke_deleted"
 GROUP = "spoke"
 LIST_BATCH = 100
+CONTACT_LISTS = "0-1"
+STATIC_LISTS = ("MANUAL", "SNAPSHOT")
 BATCH = 100
 
 _DELETED_DEFINITION: dict[str, Any] = {
@@ -124,6 +131,49 @@ def mark_deleted(hs: BlockingClient, eff: Effective, marks: dict[int, str], sent
                 sent.failed[user_id] = reasons.get(hubspot_id, "HubSpot returned no result")
 
 
+class HubSpotUnavailable(ServiceUnavailable):
+    code = "hubspot_unavailable"
+    title = "HubSpot could not be reached"
+
+
+def check_list(
+    session: Session, settings: Settings, encryptor: Encryptor, workspace_id: str, list_id: str
+) -> str | None:
+    """What is wrong with HubSpot list `list_id` as the sync's list (None: it will do): it
+    must exist, hold contacts, and be MANUAL or SNAPSHOT (HubSpot lets apps add members
+    only to those), and the connection needs the lists scopes.
+
+    Raises:
+        HubSpotUnavailable: HubSpot could not answer.
+    """
+    conn = session.get(HubSpotConnection, workspace_id)
+    missing = [s for s in ("crm.lists.read", "crm.lists.write") if conn and s not in conn.scopes]
+    if missing:
+        return (
+            f"the HubSpot connection lacks {', '.join(missing)}; reconnect granting "
+            "it to use a HubSpot list"
+        )
+    try:
+        with request_client(session, settings, encryptor, workspace_id) as hs:
+            found = hs.call(lambda c: c.lists.get(list_id))
+    except ObjectNotFound:
+        return f"HubSpot has no list {list_id}"
+    except MissingScopes:
+        return "the HubSpot connection may not read lists; reconnect granting crm.lists.read"
+    except HubSpotError as exc:
+        raise HubSpotUnavailable(f"HubSpot did not answer about list {list_id}: {exc}") from exc
+    if found.deleted_at is not None:
+        return f"HubSpot list {list_id} ({found.name}) is deleted"
+    if found.object_type_id != CONTACT_LISTS:
+        return f"HubSpot list {list_id} ({found.name}) does not hold contacts"
+    if found.processing_type not in STATIC_LISTS:
+        return (
+            f"HubSpot list {list_id} ({found.name}) is a {found.processing_type} list; "
+            "HubSpot lets apps add contacts only to MANUAL (static) lists"
+        )
+    return None
+
+
 def _update(hs: BlockingClient, inputs: list[ObjectUpdate]) -> BatchResult[SimplePublicObject]:
     return hs.call(lambda c: c.contacts.batch_update(inputs))
 
@@ -158,7 +208,9 @@ __all__ = [
     "DELETED_PROPERTY",
     "GROUP",
     "LIST_BATCH",
+    "HubSpotUnavailable",
     "add_to_list",
+    "check_list",
     "ensure_deleted_property",
     "mark_deleted",
     "remember_deleted_property",
