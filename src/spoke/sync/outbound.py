@@ -348,6 +348,7 @@ def store_outbound(session: Session, eff: Effective, plan: Plan, sent: Sent) -> 
     for user_id, (note_id, digest) in sent.notes.items():
         link = link_for(session, workspace_id, user_id)
         link.note_id, link.note_hash = note_id, digest
+    _store_unchanged(session, workspace_id, plan, sent)
     _store_list_adds(session, workspace_id, sent, now)
     for user_id, _ in plan.archive:
         link = link_for(session, workspace_id, user_id)
@@ -371,6 +372,22 @@ def store_outbound(session: Session, eff: Effective, plan: Plan, sent: Sent) -> 
     if sent.created_property:
         contact_marks.remember_deleted_property(session, workspace_id)
     session.flush()
+
+
+def _store_unchanged(session: Session, workspace_id: str, plan: Plan, sent: Sent) -> None:
+    """A failing record found to have nothing left to send: an outbound failure is over; a
+    HubSpot value Spoke refused (`from HubSpot: …`) stays failing, but retrying from this
+    side cannot fix it, so no automatic retry is scheduled."""
+    for user_id in plan.unchanged:
+        if user_id in sent.list_failed:
+            continue
+        link = link_for(session, workspace_id, user_id)
+        if link.state != "failing":
+            continue
+        if (link.reason or "").startswith("from HubSpot"):
+            link.next_attempt_at = None
+        else:
+            record_success(link)
 
 
 def _store_list_adds(session: Session, workspace_id: str, sent: Sent, now: datetime) -> None:
