@@ -279,6 +279,19 @@ def apply_inbound(session: Session, eff: Effective, contacts: Sequence[SimplePub
         return
     origin = Origin(workspace_id, ORIGIN, f"hubspot:{contacts[0].id}")
     outcomes = users.write_users(session, origin, items)
+    new_users = [
+        item.external_id
+        for (item, link, *_), outcome in zip(pending, outcomes, strict=True)
+        if outcome.error is None and link.user_id == 0
+    ]
+    ids_of: dict[str, int] = {}
+    if new_users:  # one lookup for the chunk's new users, not one per contact
+        rows = session.execute(
+            sa.select(User.external_id, User.id).where(
+                User.workspace_id == workspace_id, User.external_id.in_(new_users)
+            )
+        ).all()
+        ids_of = dict(rows)
     created_ids: list[str] = []
     now = utcnow()
     for (item, link, agreed, creating, contact_id), outcome in zip(pending, outcomes, strict=True):
@@ -286,13 +299,7 @@ def apply_inbound(session: Session, eff: Effective, contacts: Sequence[SimplePub
             _mark_failing(session, link, contact_id, None, outcome.error.detail)
             continue
         if link.user_id == 0:
-            user_id = session.scalar(
-                sa.select(User.id).where(
-                    User.workspace_id == workspace_id, User.external_id == item.external_id
-                )
-            )
-            assert user_id is not None
-            link.user_id = user_id
+            link.user_id = ids_of[item.external_id]
             session.add(link)
         link.hubspot_id = contact_id
         link.snapshot = {**(link.snapshot or {}), **agreed}
@@ -302,7 +309,9 @@ def apply_inbound(session: Session, eff: Effective, contacts: Sequence[SimplePub
         link.updated_at = now
         if creating:
             created_ids.append(item.external_id)
-        session.flush()
+    # Contact ids are distinct within a chunk and each link takes only its own contact, so
+    # one flush for the chunk cannot trip the (workspace, hubspot id) uniqueness.
+    session.flush()
     if created_ids and eff.row.receive_list_id:
         target = session.get(UserList, eff.row.receive_list_id)
         if target is not None and target.workspace_id == workspace_id:
