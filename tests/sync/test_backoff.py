@@ -132,3 +132,17 @@ def test_retry_answers_404_for_unknown_and_409_for_healthy_records(sync: Sync) -
     healthy = sync.http.post("/v1/sync/contacts/records/ok/retry")
     assert healthy.status_code == 409
     assert healthy.json()["code"] == "sync_record_not_failing"
+
+
+def test_hubspot_outages_do_not_back_off_the_record(sync: Sync) -> None:
+    faults = f"/portals/{sync.portal_id}/settings"
+    sync.sandbox.admin("PATCH", faults, {"faults": {"error_rate": 1.0, "seed": 3}})
+    sync.http.put("/v1/users/o1", json={"email": "o1@example.com", "first_name": "O"})
+    sync.run_once()
+    down = _record(sync, "o1")
+    assert down["state"] == "failing"
+    assert datetime.fromisoformat(str(down["next_attempt_at"])) <= datetime.now(UTC)
+    sync.sandbox.admin("PATCH", faults, {"faults": {"error_rate": 0.0}})
+    sync.settle()  # due at once: the next run sends it, no minute's wait
+    assert _record(sync, "o1")["state"] == "in_sync"
+    assert sync.contact_by_email("o1@example.com", "firstname")["properties"]["firstname"] == "O"

@@ -37,7 +37,7 @@ from spoke.hubspot import (
     PropertyOption,
     SimplePublicObject,
 )
-from spoke.sync.links import error_text
+from spoke.sync.links import error_text, is_transient
 from spoke.sync.settings import Effective
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def mark_deleted(hs: BlockingClient, eff: Effective, marks: dict[int, str], sent
             result = _update(hs, inputs)
         except HubSpotError as exc:
             for user_id, _ in chunk:
-                sent.failed[user_id] = f"marking deleted in HubSpot failed: {error_text(exc)}"
+                sent.fail(user_id, f"marking deleted in HubSpot failed: {error_text(exc)}", exc)
             continue
         done = {r.id for r in result.results}
         reasons = {i: e.message for e in result.errors for i in e.ids}
@@ -195,6 +195,8 @@ def add_to_list(hs: BlockingClient, list_id: str, contacts: dict[int, str], sent
                 sent.list_failed[user_id] = (
                     f"adding to HubSpot list {list_id} failed: {error_text(exc)}"
                 )
+                if is_transient(exc):
+                    sent.transient.add(user_id)
             continue
         missing = set(result.record_ids_missing)
         for user_id, hubspot_id in chunk:

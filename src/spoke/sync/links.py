@@ -4,7 +4,11 @@ A record that fails is retried by later runs with exponential backoff: the first
 due a minute after the failure, each further one twice as late, capped at six hours, with
 ±20 % jitter so that records which failed together do not all come back in the same
 second. After `MAX_RETRIES` failures the automatic retries stop (`next_attempt_at` is
-null) until the record changes or someone asks for a retry (`make_due`).
+null) until the record changes or someone asks for a retry (`make_due`). Failures that are
+HubSpot's (5xx, 429, unreachable, after the client's own retries) do not back off: they are
+due again at the next run. Failures that are
+HubSpot's (5xx, 429, unreachable) are not counted against the record's backoff: they are
+due again at the next run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from spoke.core.clock import utcnow
+from spoke.hubspot import HubSpotError, HubSpotResponseError
 from spoke.sync.models import ContactLink
 
 MAX_RETRIES = 10
@@ -35,13 +40,31 @@ def retry_delay(failures: int, *, rng: random.Random | None = None) -> timedelta
     return min(jittered, LONGEST_RETRY)
 
 
-def record_failure(link: ContactLink, reason: str, *, now: datetime | None = None) -> None:
-    """Mark the link failing with `reason` and schedule its next automatic attempt."""
+def is_transient(exc: BaseException) -> bool:
+    """HubSpot could not answer (down, throttling, unreachable): not the record's fault."""
+    if isinstance(exc, HubSpotResponseError):
+        return exc.status_code >= 500 or exc.status_code == 429
+    return isinstance(exc, HubSpotError)
+
+
+def record_failure(
+    link: ContactLink, reason: str, *, now: datetime | None = None, transient: bool = False
+) -> None:
+    """Mark the link failing with `reason` and schedule its next automatic attempt.
+
+    A `transient` failure (HubSpot down or throttling after the client's own retries) is
+    not the record's fault: it is due again at the next run (the minute tick bounds how
+    often) and never runs out of retries. A refusal of the record itself backs off."""
     now = now or utcnow()
     link.state = "failing"
     link.reason = reason[:REASON_CHARS]
     link.failures = (link.failures or 0) + 1
-    link.next_attempt_at = now + retry_delay(link.failures) if link.failures < MAX_RETRIES else None
+    if transient:
+        link.next_attempt_at = now
+    elif link.failures < MAX_RETRIES:
+        link.next_attempt_at = now + retry_delay(link.failures)
+    else:
+        link.next_attempt_at = None
     link.updated_at = now
 
 

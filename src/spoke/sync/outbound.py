@@ -38,6 +38,7 @@ from spoke.sync import mapping as fm
 from spoke.sync.links import (
     error_text,
     holder_of,
+    is_transient,
     link_for,
     links_by_user,
     record_failure,
@@ -91,7 +92,13 @@ class Sent:
     marked: set[int] = field(default_factory=set)  # `spoke_deleted` set
     listed: dict[int, str] = field(default_factory=dict)  # user -> HubSpot list id
     list_failed: dict[int, str] = field(default_factory=dict)
+    transient: set[int] = field(default_factory=set)  # failed because HubSpot could not answer
     created_property: bool = False
+
+    def fail(self, user_id: int, reason: str, exc: BaseException | None = None) -> None:
+        self.failed[user_id] = reason
+        if exc is not None and is_transient(exc):
+            self.transient.add(user_id)
 
 
 def plan_outbound(session: Session, eff: Effective, user_ids: Sequence[int]) -> Plan:
@@ -209,7 +216,7 @@ def send(hs: BlockingClient, plan: Plan, eff: Effective) -> Sent:
             sent.archived.update(u for u, _ in plan.archive)
         except HubSpotError as exc:
             for user_id, _ in plan.archive:
-                sent.failed[user_id] = f"archiving in HubSpot failed: {error_text(exc)}"
+                sent.fail(user_id, f"archiving in HubSpot failed: {error_text(exc)}", exc)
     if plan.mark_deleted:
         contact_marks.mark_deleted(hs, eff, plan.mark_deleted, sent)
     return sent
@@ -240,11 +247,11 @@ def upsert_split(hs: BlockingClient, items: list[Out], sent: Sent) -> None:
             upsert_split(hs, items[half:], sent)
             return
         for o in items:
-            sent.failed[o.user_id] = error_text(exc)
+            sent.fail(o.user_id, error_text(exc), exc)
         return
     except HubSpotError as exc:
         for o in items:
-            sent.failed[o.user_id] = error_text(exc)
+            sent.fail(o.user_id, error_text(exc), exc)
         return
     by_email = {(r.properties.get("email") or "").strip().lower(): r for r in result.results}
     reasons = {i.lower(): e.message for e in result.errors for i in e.ids}
@@ -285,11 +292,11 @@ def update_split(hs: BlockingClient, items: list[Out], sent: Sent) -> None:
             if exc.status_code == 404:
                 sent.gone.add(o.user_id)
             else:
-                sent.failed[o.user_id] = error_text(exc)
+                sent.fail(o.user_id, error_text(exc), exc)
         return
     except HubSpotError as exc:
         for o in items:
-            sent.failed[o.user_id] = error_text(exc)
+            sent.fail(o.user_id, error_text(exc), exc)
         return
     by_id = {r.id: r for r in result.results}
     errors = {i: e for e in result.errors for i in e.ids}
@@ -343,7 +350,8 @@ def store_outbound(session: Session, eff: Effective, plan: Plan, sent: Sent) -> 
             link.marked_deleted = False
             record_failure(link, "the HubSpot contact was deleted or merged away", now=now)
         else:
-            record_failure(link, sent.failed.get(out.user_id, "not sent"), now=now)
+            reason = sent.failed.get(out.user_id, "not sent")
+            record_failure(link, reason, now=now, transient=out.user_id in sent.transient)
         session.flush()
     for user_id, (note_id, digest) in sent.notes.items():
         link = link_for(session, workspace_id, user_id)
@@ -357,7 +365,8 @@ def store_outbound(session: Session, eff: Effective, plan: Plan, sent: Sent) -> 
             link.state, link.reason = "excluded", "deleted in Spoke; archived in HubSpot"
             link.next_attempt_at = None
         else:
-            record_failure(link, sent.failed.get(user_id, "not archived"), now=now)
+            reason = sent.failed.get(user_id, "not archived")
+            record_failure(link, reason, now=now, transient=user_id in sent.transient)
         link.updated_at = now
     for user_id in plan.mark_deleted:
         link = link_for(session, workspace_id, user_id)
@@ -367,7 +376,8 @@ def store_outbound(session: Session, eff: Effective, plan: Plan, sent: Sent) -> 
             link.reason = "deleted in Spoke; marked spoke_deleted in HubSpot"
             link.next_attempt_at = None
         else:
-            record_failure(link, sent.failed.get(user_id, "not marked deleted"), now=now)
+            reason = sent.failed.get(user_id, "not marked deleted")
+            record_failure(link, reason, now=now, transient=user_id in sent.transient)
         link.updated_at = now
     if sent.created_property:
         contact_marks.remember_deleted_property(session, workspace_id)
@@ -398,7 +408,7 @@ def _store_list_adds(session: Session, workspace_id: str, sent: Sent, now: datet
             record_success(link)  # the list add was all that was left to do
     for user_id, reason in sent.list_failed.items():
         link = link_for(session, workspace_id, user_id)
-        record_failure(link, reason, now=now)
+        record_failure(link, reason, now=now, transient=user_id in sent.transient)
 
 
 __all__ = [
