@@ -193,3 +193,36 @@ def test_users_import_resumes_an_interrupted_upload(env: dict[str, str], tmp_pat
     again = spoke(env, "users", "import", str(csv_file), "-w", "imp").stdout
     assert "0 created, 0 updated, 1200 unchanged, 1 failed" in again
     engine.dispose()
+
+
+def test_users_list_add_is_recorded_as_by_hand(env: dict[str, str]) -> None:
+    from spoke.users import lists
+    from spoke.users import service as users
+    from spoke.users.changes import Origin
+    from spoke.users.models import ListMembership
+    from spoke.users.schemas import UserFields
+
+    spoke(env, "db", "upgrade")
+    spoke(env, "workspaces", "create", "Lst", "--slug", "lst", "--owner-email", "o@example.com")
+    engine = make_engine(env["SPOKE_DATABASE_URL"])
+    sessions = make_session_factory(engine)
+    with session_scope(sessions) as session:
+        ws = workspaces.get_workspace_by_slug(session, "lst")
+        users.write_users(
+            session,
+            Origin(ws.id, "api", "test"),
+            [users.WriteItem("u1", UserFields.model_validate({"email": "u1@example.com"}))],
+        )
+        list_id = lists.create_list(session, ws.id, name="Moved", description="").id
+    out = spoke(env, "users", "list-add", list_id, "u1", "-w", "lst").stdout
+    assert "Added 1" in out
+    missing = spoke(env, "users", "list-add", list_id, "nobody", "-w", "lst", check=False)
+    assert missing.returncode == 1
+    assert "nobody" in missing.stdout
+    with session_scope(sessions) as session:
+        origins = list(session.scalars(sa.select(ListMembership.origin)))
+        feed = list(session.scalars(sa.select(UserChange.origin).where(UserChange.kind == "lists")))
+    assert origins == ["cli"]
+    assert feed == ["cli"]
+    assert "cli" in lists.BY_HAND_ORIGINS
+    engine.dispose()

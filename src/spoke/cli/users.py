@@ -19,7 +19,8 @@ from spoke.cli.common import console, runtime, transaction
 from spoke.core.db import session_scope
 from spoke.core.jobs import new_worker_id
 from spoke.runtime import Runtime
-from spoke.users import imports
+from spoke.users import imports, lists
+from spoke.users.changes import Origin
 from spoke.users.models import UserImport
 from spoke.workspaces import service as workspaces
 
@@ -157,3 +158,24 @@ def _apply(rt: Runtime, import_id: str) -> None:
     )
     if imp.failed_count:
         console.print(f"Row errors: GET /v1/imports/{imp.id}/errors")
+
+
+@app.command("list-add")
+def list_add(
+    list_id: str = typer.Argument(..., help="The list's id (lst_…)."),
+    external_ids: list[str] = typer.Argument(..., help="External ids of the users to add."),
+    workspace: str = typer.Option(..., "--workspace", "-w", help="Workspace slug."),
+) -> None:
+    """Add users to a list by hand. Such memberships are recorded with origin `cli`: the
+    contact sync does not send users who are in its selected lists only by hand."""
+    rt = runtime()
+    with transaction(rt) as session:
+        ws = workspaces.get_workspace_by_slug(session, workspace)
+        found = lists.get_list(session, ws.id, list_id)
+        changed, unchanged, missing = lists.change_membership(
+            session, Origin(ws.id, "cli", "cli"), found, external_ids, add=True
+        )
+    console.print(f"Added {changed}, already members {unchanged}.")
+    if missing:
+        console.print(f"No such users: {', '.join(missing)}")
+        raise typer.Exit(1)

@@ -23,7 +23,8 @@ router = APIRouter(prefix="/v1/hubspot", tags=["hubspot"], route_class=Transacti
 oauth_router = APIRouter(tags=["hubspot"])
 
 
-def render(conn: HubSpotConnection) -> Connection:
+def render(conn: HubSpotConnection, session: Session | None = None) -> Connection:
+    stopped = sync_settings.stopped_mappings(session, conn.workspace_id) if session else []
     return Connection(
         portal_id=conn.portal_id,
         auth_type=conn.auth_type,
@@ -35,6 +36,9 @@ def render(conn: HubSpotConnection) -> Connection:
         token_expires_at=conn.expires_at,
         api_calls_today=service.usage_today(conn),
         properties_available=len(conn.properties),
+        scopes_lost=service.scopes_lost(conn),
+        missing_optional_scopes=service.missing_optional_scopes(conn),
+        stopped_mappings=stopped,
         last_error=conn.last_error,
     )
 
@@ -48,7 +52,7 @@ def _connected(session: Session, workspace_id: str) -> None:
 @router.get("/connection", response_model=Connection, responses=responses(service.NotConnected))
 def get_connection(caller: ServerCaller, session: Db) -> Connection:
     """The portal, scopes, status, who connected and when, and today's API usage."""
-    return render(service.get_connection(session, caller.workspace_id))
+    return render(service.get_connection(session, caller.workspace_id), session)
 
 
 @router.put(
@@ -62,8 +66,8 @@ def connect_private_app(
     """Connect (or reconnect) with a private app's token. Owners and managers only.
 
     The token is checked against HubSpot first; a missing required scope is named in the
-    answer. Reconnecting keeps the sync settings and refreshes the properties available
-    for mapping."""
+    answer. Reconnecting keeps the sync settings, refreshes the properties available for
+    mapping, and reports scopes lost since the previous grant and mappings that stopped."""
     conn = service.connect_private_app(
         session,
         services.settings,
@@ -74,7 +78,7 @@ def connect_private_app(
         webhook_secret=body.webhook_secret,
     )
     _connected(session, caller.workspace_id)
-    return render(conn)
+    return render(conn, session)
 
 
 @router.post(
@@ -125,4 +129,4 @@ def oauth_callback(
             session, services.settings, services.encryptor, code=code, state=state
         )
         _connected(session, conn.workspace_id)
-        return render(conn)
+        return render(conn, session)

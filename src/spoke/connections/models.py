@@ -36,6 +36,8 @@ class HubSpotConnection(Base):
     webhook_secret: Mapped[str | None] = mapped_column(sa.Text, default=None)
     app_id: Mapped[int | None] = mapped_column(sa.BigInteger, default=None)
     scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The grant before the latest (re)connect, to report scopes a reconnect lost.
+    previous_scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # HubSpot contact properties available for mapping: [{name, label, type, field_type}].
     properties: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     connected_by: Mapped[str] = mapped_column(sa.String(64), default="")

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from spoke.sync.schemas import StoppedMapping
+
 # HubSpot tokens and secrets are printable ASCII without spaces (they travel in headers).
 TOKEN_PATTERN = r"^[!-~]+$"  # noqa: S105 - a pattern, not a secret
 
@@ -48,5 +50,18 @@ class Connection(BaseModel):
     api_calls_today: int = Field(description="HubSpot API calls Spoke made today (UTC).")
     properties_available: int = Field(
         description="HubSpot contact properties available for mapping (refreshed on connect)."
+    )
+    scopes_lost: list[str] = Field(
+        default_factory=list,
+        description="Scopes the previous grant had and the latest (re)connect did not grant.",
+    )
+    missing_optional_scopes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Optional scopes not granted, each with the feature it would enable.",
+    )
+    stopped_mappings: list[StoppedMapping] = Field(
+        default_factory=list,
+        description="Sync mappings that stopped, e.g. because their HubSpot property is gone "
+        "from the properties read at the latest (re)connect.",
     )
     last_error: str | None

@@ -37,6 +37,7 @@ from spoke.hubspot import (
     BlockingClient,
     HubSpotClient,
     HubSpotError,
+    HubSpotResponseError,
     MissingScopes,
     OAuthClient,
     OAuthTokenProvider,
@@ -56,14 +57,21 @@ REQUIRED_SCOPES = (
     "crm.objects.contacts.write",
     "crm.schemas.contacts.read",
 )
-# Asked for but not required: lists (a HubSpot list for synced contacts) and custom events
-# (product events export); what they enable reports the missing scope when used.
+# What each optional scope enables; a connection without one works without that feature.
 OPTIONAL_SCOPES = (
     "crm.lists.read",
     "crm.lists.write",
+    "crm.schemas.contacts.write",
     "behavioral_events.event_definitions.read_write",
     "analytics.behavioral_events.send",
 )
+OPTIONAL_FEATURES = {
+    "crm.lists.read": "checking the HubSpot list of the sync settings",
+    "crm.lists.write": "adding synced contacts to a HubSpot list",
+    "crm.schemas.contacts.write": "creating the spoke_deleted property (soft deletes)",
+    "behavioral_events.event_definitions.read_write": "creating product event definitions",
+    "analytics.behavioral_events.send": "sending product events to contact timelines",
+}
 OAUTH_STATE_TTL = timedelta(minutes=15)
 CALLBACK_PATH = "/oauth/hubspot/callback"
 
@@ -97,6 +105,9 @@ class InvalidOAuthState(AppError):
 
 
 # -- clients -----------------------------------------------------------------------------------
+
+# An admin is waiting on the answer: retry a blip once, then say what went wrong.
+_CONNECT_RETRY = RetryPolicy(max_attempts=2, backoff_base=0.2, backoff_max=1.0)
 
 _limiters: dict[int, RateLimiter] = {}
 _limiters_lock = threading.Lock()
@@ -221,8 +232,49 @@ def open_client(
             log.warning("hubspot.usage_not_stored", workspace_id=workspace_id, exc_info=True)
 
 
-# An admin is waiting on the answer: retry a blip once, then say what went wrong.
-_CONNECT_RETRY = RetryPolicy(max_attempts=2, backoff_base=0.2, backoff_max=1.0)
+@contextmanager
+def request_client(
+    session: Session, settings: Settings, encryptor: Encryptor, workspace_id: str
+) -> Iterator[BlockingClient]:
+    """A HubSpot client for work inside a request's transaction (`session`): the token is
+    read from it and a refreshed OAuth token is written back to it, so no second database
+    session is opened (SQLite's writer lock is the request's).
+
+    Raises:
+        NotConnected: the workspace has no active connection.
+    """
+    conn = session.get(HubSpotConnection, workspace_id)
+    if conn is None or conn.status != "connected" or conn.access_token is None:
+        raise NotConnected("This workspace is not connected to HubSpot.")
+    access = encryptor.decrypt(conn.access_token)
+    refresh = encryptor.decrypt(conn.refresh_token) if conn.refresh_token else None
+    expires = conn.expires_at.timestamp() if conn.expires_at else 0.0
+    refreshed: list[OAuthTokens] = []
+
+    def build(http: httpx.AsyncClient) -> HubSpotClient:
+        auth: Any = access
+        if conn.auth_type == "oauth" and refresh is not None:
+            auth = OAuthTokenProvider(
+                _oauth_client(settings, http),
+                OAuthTokens(access, refresh, expires),
+                on_refresh=refreshed.append,
+            )
+        return HubSpotClient(
+            http,
+            auth=auth,
+            base_url=settings.hubspot.base_url,
+            limiter=limiter_for(settings, conn.portal_id),
+            retry=_CONNECT_RETRY,
+        )
+
+    try:
+        with blocking_client(build) as client:
+            yield client
+    finally:
+        if refreshed:
+            conn.access_token = encryptor.encrypt(refreshed[-1].access_token)
+            conn.expires_at = datetime.fromtimestamp(refreshed[-1].expires_at, UTC)
+
 
 # -- connecting --------------------------------------------------------------------------------
 
@@ -280,6 +332,31 @@ async def _probe(client: HubSpotClient) -> list[str]:
     return missing
 
 
+async def _probe_optional(client: HubSpotClient) -> list[str]:
+    """Optional scopes a private-app token has, found by calls that change nothing (any
+    answer but a missing-scope 403 means the scope is there)."""
+    probes: tuple[tuple[str, str, dict[str, Any] | list[str] | None, str], ...] = (
+        ("POST", "/crm/v3/lists/search", {"query": "", "count": 1}, "crm.lists.read"),
+        ("PUT", "/crm/v3/lists/0/memberships/add", [], "crm.lists.write"),
+        (
+            "POST",
+            "/crm/v3/properties/contacts/batch/archive",
+            {"inputs": []},
+            "crm.schemas.contacts.write",
+        ),
+    )
+    granted: list[str] = []
+    for method, path, body, scope in probes:
+        try:
+            await client.request(method, path, json=body, idempotent=True)
+        except MissingScopes:
+            continue
+        except HubSpotResponseError:
+            pass  # refused for another reason (no list 0): the scope itself is granted
+        granted.append(scope)
+    return granted
+
+
 def _missing_scopes_error(missing: list[str]) -> MissingRequiredScopes:
     return MissingRequiredScopes(
         f"The HubSpot token lacks required scopes: {', '.join(missing)}.",
@@ -306,7 +383,8 @@ def _check_private_app(settings: Settings, token: str) -> _Checked:
         if missing:
             raise _missing_scopes_error(missing)
         properties = hs.call(_property_rows)
-    return _Checked(list(REQUIRED_SCOPES), properties)
+        optional = hs.call(_probe_optional)
+    return _Checked([*REQUIRED_SCOPES, *optional], properties)
 
 
 def _upsert(
@@ -324,8 +402,9 @@ def _upsert(
 ) -> HubSpotConnection:
     conn = session.get(HubSpotConnection, caller.workspace_id, with_for_update=True)
     if conn is None:
-        conn = HubSpotConnection(workspace_id=caller.workspace_id)
+        conn = HubSpotConnection(workspace_id=caller.workspace_id, scopes=[], previous_scopes=[])
         session.add(conn)
+    conn.previous_scopes = list(conn.scopes or [])
     conn.portal_id = portal_id
     conn.auth_type = auth_type
     conn.status = "connected"
@@ -500,6 +579,16 @@ def connections_for_portal(session: Session, portal_id: int) -> list[HubSpotConn
     )
 
 
+def scopes_lost(conn: HubSpotConnection) -> list[str]:
+    """Scopes the grant before the latest (re)connect had and this one lacks."""
+    return sorted(set(conn.previous_scopes or []) - set(conn.scopes or []))
+
+
+def missing_optional_scopes(conn: HubSpotConnection) -> dict[str, str]:
+    """Optional scopes not granted, each with the feature it would enable."""
+    return {s: OPTIONAL_FEATURES[s] for s in OPTIONAL_SCOPES if s not in (conn.scopes or [])}
+
+
 def usage_today(conn: HubSpotConnection) -> int:
     return conn.usage_calls if conn.usage_day == utcnow().date().isoformat() else 0
 
@@ -518,6 +607,9 @@ __all__ = [
     "connections_for_portal",
     "disconnect",
     "get_connection",
+    "missing_optional_scopes",
     "open_client",
+    "request_client",
+    "scopes_lost",
     "usage_today",
 ]

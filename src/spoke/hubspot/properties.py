@@ -101,6 +101,27 @@ class PropertiesAPI:
             idempotent=False,
         )
 
+    async def create_group(self, object_type: str, name: str, label: str) -> None:
+        """Create a property group (where new properties are filed in HubSpot's UI).
+
+        Args:
+            object_type: e.g. `contacts`.
+            name: the group's internal name.
+            label: the name shown in HubSpot.
+
+        Raises:
+            Conflict: a group with this name exists.
+            MissingScopes: the token lacks the schema write scope.
+            HubSpotResponseError: another error answer.
+            HubSpotTransportError: the network failed.
+        """
+        await self._client.request(
+            "POST",
+            f"/crm/v3/properties/{object_type}/groups",
+            json={"name": name, "label": label},
+            idempotent=False,
+        )
+
 
 class OwnersAPI:
     """Owners (users and queues that records can be assigned to).

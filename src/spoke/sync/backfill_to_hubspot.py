@@ -22,12 +22,14 @@ from spoke.core.db import session_scope
 from spoke.hubspot import BlockingClient, SimplePublicObject
 from spoke.sync import mapping as fm
 from spoke.sync.contact_writes import write_contacts
-from spoke.sync.engine import _Out, _Sent
+from spoke.sync.links import record_failure, record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
+from spoke.sync.outbound import Out, Sent
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.run_frontier import IdFrontier
+from spoke.sync.selection import exclusions
 from spoke.sync.settings import Effective, effective, ensure_row
-from spoke.users.models import STANDARD_FIELDS, ListMembership, User
+from spoke.users.models import STANDARD_FIELDS, User
 
 PAGE = 100
 
@@ -108,7 +110,7 @@ def process_page(
     if read_first and outs:
         existing = _read_by_email(hs, eff, outs)
         outs = _compare(outs, existing, source, counts)
-    sent = _Sent()
+    sent = Sent()
     if not dry:
         lead_status = eff.row.lead_status if "hs_lead_status" in eff.hubspot_properties else None
         write_contacts(hs, outs, sent, lead_status=lead_status)
@@ -143,17 +145,8 @@ def _load(session: Session, eff: Effective, page: Page) -> _People:
             .order_by(User.id)
         )
     )
-    excluded: set[int] = set()
-    if eff.row.send_list_ids is not None and users:
-        members = set(
-            session.scalars(
-                sa.select(ListMembership.user_id).where(
-                    ListMembership.list_id.in_(eff.row.send_list_ids),
-                    ListMembership.user_id.in_([u.id for u in users]),
-                )
-            )
-        )
-        excluded = {u.id for u in users if u.id not in members}
+    # The list rule (by-hand memberships don't count) is the real-time engine's own.
+    excluded = set(exclusions(session, eff.row.send_list_ids, [u.id for u in users]))
     for user in users:
         session.expunge(user)
     return _People(users, excluded)
@@ -173,8 +166,8 @@ def desired_properties(eff: Effective, user: User) -> dict[str, str]:
 
 def _outs(
     eff: Effective, people: _People, links: dict[int, str | None], counts: RunCounts
-) -> list[_Out]:
-    outs: list[_Out] = []
+) -> list[Out]:
+    outs: list[Out] = []
     seen: set[str] = set()
     for user in people.users:
         counts.done += 1
@@ -185,12 +178,12 @@ def _outs(
         seen.add(email)
         desired = desired_properties(eff, user)
         send = {k: v for k, v in desired.items() if v != ""}  # a blank never overwrites
-        outs.append(_Out(user.id, user.external_id, email, links.get(user.id), send, desired))
+        outs.append(Out(user.id, user.external_id, email, links.get(user.id), send, desired))
     return outs
 
 
 def _read_by_email(
-    hs: BlockingClient, eff: Effective, outs: list[_Out]
+    hs: BlockingClient, eff: Effective, outs: list[Out]
 ) -> dict[str, SimplePublicObject]:
     props = sorted({m.hubspot for m in eff.mappings} | {"email"})
     found = hs.call(
@@ -202,16 +195,16 @@ def _read_by_email(
 
 
 def _compare(
-    outs: list[_Out], existing: dict[str, SimplePublicObject], source: str, counts: RunCounts
-) -> list[_Out]:
+    outs: list[Out], existing: dict[str, SimplePublicObject], source: str, counts: RunCounts
+) -> list[Out]:
     """Field by field against what HubSpot holds: creates, updates, conflicts, unchanged."""
-    compared: list[_Out] = []
+    compared: list[Out] = []
     for out in outs:
         remote = existing.get(out.email)
         if remote is None:
             counts.created += 1
             compared.append(
-                _Out(out.user_id, out.external_id, out.email, None, out.props, out.desired)
+                Out(out.user_id, out.external_id, out.email, None, out.props, out.desired)
             )
             continue
         counts.duplicates += 1
@@ -233,7 +226,7 @@ def _compare(
     return compared
 
 
-def _count_blind(outs: list[_Out], sent: _Sent, counts: RunCounts) -> None:
+def _count_blind(outs: list[Out], sent: Sent, counts: RunCounts) -> None:
     for out in outs:
         if out.user_id not in sent.ok:
             continue
@@ -247,9 +240,9 @@ def _count_blind(outs: list[_Out], sent: _Sent, counts: RunCounts) -> None:
 def _store_links(
     session: Session,
     eff: Effective,
-    outs: list[_Out],
+    outs: list[Out],
     existing: dict[str, SimplePublicObject],
-    sent: _Sent,
+    sent: Sent,
     counts: RunCounts,
 ) -> None:
     now = utcnow()
@@ -290,8 +283,7 @@ def _store_links(
         if out.props and out.user_id not in sent.ok:
             reason = sent.failed.get(out.user_id, "not sent")
             counts.error(out.external_id, reason)
-            link.state, link.reason, link.updated_at = "failing", reason, now
-            link.failures += 1
+            record_failure(link, reason, now=now, transient=out.user_id in sent.transient)
             continue
         contact_id = sent.ok[out.user_id][0] if out.props else out.hubspot_id
         if contact_id is None:
@@ -310,7 +302,7 @@ def _store_links(
         holders[contact_id] = out.user_id
         link.hubspot_id = contact_id
         link.snapshot = agreed
-        link.state, link.reason, link.failures = "in_sync", None, 0
+        record_success(link)
         link.last_synced_at = link.updated_at = now
         link.settings_version = eff.row.version
     session.flush()

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from spoke.core.clock import utcnow
 from spoke.hubspot import SimplePublicObject
 from spoke.sync import mapping as fm
-from spoke.sync.engine import ORIGIN, validated
+from spoke.sync.inbound import ORIGIN, validated
+from spoke.sync.links import record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.settings import Effective
@@ -164,7 +165,7 @@ def apply_page(
             continue  # the user follows another contact; leave that pairing alone
         link.hubspot_id = contact.id
         link.snapshot = agreed
-        link.state, link.reason, link.failures = "in_sync", None, 0
+        record_success(link)
         link.last_synced_at = link.updated_at = now
         link.settings_version = eff.row.version
         if creating:

@@ -19,27 +19,27 @@ by email, which is idempotent.
 from __future__ import annotations
 
 from spoke.hubspot import BlockingClient, HubSpotError, ObjectCreate
-from spoke.sync.engine import _Out, _Sent, _update_split, _upsert_split
+from spoke.sync.outbound import Out, Sent, update_split, upsert_split
 
 
 def write_contacts(
-    hs: BlockingClient, outs: list[_Out], sent: _Sent, *, lead_status: str | None
+    hs: BlockingClient, outs: list[Out], sent: Sent, *, lead_status: str | None
 ) -> None:
     """Send every out (≤ 100) and record per-user outcomes in `sent`."""
     linked = [o for o in outs if o.hubspot_id and o.props]
     fresh = [o for o in outs if not o.hubspot_id and o.props]
     if linked:
-        _update_split(hs, linked, sent)
+        update_split(hs, linked, sent)
         for o in linked:
             if o.user_id in sent.gone:  # the linked contact is gone: find or make it by email
                 sent.gone.discard(o.user_id)
-                fresh.append(_Out(o.user_id, o.external_id, o.email, None, o.props, o.desired))
+                fresh.append(Out(o.user_id, o.external_id, o.email, None, o.props, o.desired))
     if fresh:
         _create_then_upsert(hs, fresh, sent, lead_status)
 
 
 def _create_then_upsert(
-    hs: BlockingClient, outs: list[_Out], sent: _Sent, lead_status: str | None
+    hs: BlockingClient, outs: list[Out], sent: Sent, lead_status: str | None
 ) -> None:
     extra = {"hs_lead_status": lead_status} if lead_status else {}
     inputs = [
@@ -51,10 +51,10 @@ def _create_then_upsert(
     except HubSpotError:
         # Refused as a whole (one bad value) or lost in transit (maybe created): upserting by
         # email is safe either way, and splits to isolate a bad record.
-        _upsert_split(hs, outs, sent)
+        upsert_split(hs, outs, sent)
         return
     made = {r.object_write_trace_id: r for r in result.results if r.object_write_trace_id}
-    retry: list[_Out] = []
+    retry: list[Out] = []
     for o in outs:
         found = made.get(str(o.user_id))
         if found is not None:
@@ -62,7 +62,7 @@ def _create_then_upsert(
         else:
             retry.append(o)  # refused (usually: already exists) or unanswered
     if retry:
-        _upsert_split(hs, retry, sent)
+        upsert_split(hs, retry, sent)
 
 
 __all__ = ["write_contacts"]

@@ -8,14 +8,25 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, status
 
 from spoke.connections.service import NotConnected
-from spoke.core.errors import responses
+from spoke.core.errors import Conflict, NotFound, responses
 from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import InvalidCursor, Page, decode_cursor, encode_cursor
 from spoke.deps import AppServices, Db
-from spoke.sync import runs
+from spoke.sync import contact_marks, runs, webhooks
 from spoke.sync import settings as sync_settings
-from spoke.sync.models import ContactLink, ContactSyncRun
-from spoke.sync.schemas import RecordOut, RunIn, RunOut, RunProgress, SettingsIn, SettingsOut
+from spoke.sync.links import make_due
+from spoke.sync.models import ContactLink, ContactSyncRun, HubSpotWebhookBatch
+from spoke.sync.schemas import (
+    RecordOut,
+    RunIn,
+    RunOut,
+    RunProgress,
+    SettingsIn,
+    SettingsOut,
+    WebhookBatchOut,
+)
+from spoke.sync.tasks import RUN
+from spoke.users.endpoints import ExternalIdPath
 from spoke.users.models import User
 from spoke.workspaces.auth import AdminCaller, Idempotent, ServerCaller
 from spoke.workspaces.service import RoleRequired
@@ -32,13 +43,22 @@ def get_settings(caller: ServerCaller, session: Db) -> SettingsOut:
 @router.put(
     "/settings",
     response_model=SettingsOut,
-    responses=responses(NotConnected, RoleRequired),
+    responses=responses(NotConnected, RoleRequired, contact_marks.HubSpotUnavailable),
     dependencies=[Idempotent],
 )
-def put_settings(body: SettingsIn, caller: AdminCaller, session: Db) -> SettingsOut:
+def put_settings(
+    body: SettingsIn, caller: AdminCaller, session: Db, services: AppServices
+) -> SettingsOut:
     """Save the settings. Owners and managers only. A change starts a new settings version;
-    real-time sync continues under it."""
-    return sync_settings.save_settings(session, caller.workspace_id, body)
+    real-time sync continues under it. A `hubspot_list_id` is checked against the portal
+    (it must exist and be a MANUAL contact list); a bad one is a 422 naming why."""
+
+    def check_list(list_id: str) -> str | None:
+        return contact_marks.check_list(
+            session, services.settings, services.encryptor, caller.workspace_id, list_id
+        )
+
+    return sync_settings.save_settings(session, caller.workspace_id, body, check_list)
 
 
 @router.get("/records", response_model=Page[RecordOut], responses=responses(InvalidCursor))
@@ -49,7 +69,8 @@ def list_records(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[RecordOut]:
-    """Per-record sync health: in sync, excluded (with why) or failing (with HubSpot's reason)."""
+    """Per-record sync health: in sync, excluded (with why) or failing (with HubSpot's reason,
+    the failure count and when the next automatic retry is due)."""
     stmt = (
         sa.select(ContactLink, User.external_id, User.email)
         .join(User, User.id == ContactLink.user_id)
@@ -58,28 +79,131 @@ def list_records(
     if state is not None:
         stmt = stmt.where(ContactLink.state == state)
     if cursor is not None:
-        after = decode_cursor(cursor, 1)[0]
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise InvalidCursor("The cursor is not one this API issued.")
-        stmt = stmt.where(ContactLink.id > after)
+        stmt = stmt.where(ContactLink.id > _int_cursor(cursor))
     rows = session.execute(stmt.order_by(ContactLink.id).limit(limit + 1)).all()
-    items = [
-        RecordOut(
-            external_id=external_id,
-            email=email,
-            hubspot_id=link.hubspot_id,
-            state=link.state,
-            reason=link.reason,
-            failures=link.failures,
-            conflicts=list(link.conflicts or []),
-            last_synced_at=link.last_synced_at,
-        )
-        for link, external_id, email in rows[:limit]
-    ]
+    items = [render_record(link, external_id, email) for link, external_id, email in rows[:limit]]
     more = len(rows) > limit
     return Page[RecordOut](
         data=items, next_cursor=encode_cursor([rows[limit - 1][0].id]) if more else None
     )
+
+
+def _int_cursor(cursor: str) -> int:
+    after = decode_cursor(cursor, 1)[0]
+    if not isinstance(after, int) or isinstance(after, bool):
+        raise InvalidCursor("The cursor is not one this API issued.")
+    return after
+
+
+def render_record(link: ContactLink, external_id: str, email: str | None) -> RecordOut:
+    return RecordOut(
+        external_id=external_id,
+        email=email,
+        hubspot_id=link.hubspot_id,
+        state=link.state,
+        reason=link.reason,
+        failures=link.failures,
+        next_attempt_at=link.next_attempt_at,
+        hubspot_list_id=link.hubspot_list_id,
+        conflicts=list(link.conflicts or []),
+        last_synced_at=link.last_synced_at,
+    )
+
+
+class RecordNotFound(NotFound):
+    code = "sync_record_not_found"
+    title = "No sync record"
+
+
+class RecordNotFailing(Conflict):
+    code = "sync_record_not_failing"
+    title = "The record is not failing"
+
+
+@router.post(
+    "/records/{external_id}/retry",
+    response_model=RecordOut,
+    responses=responses(RecordNotFound, RecordNotFailing),
+    dependencies=[Idempotent],
+)
+def retry_record(
+    external_id: ExternalIdPath, caller: ServerCaller, session: Db, services: AppServices
+) -> RecordOut:
+    """Retry a failing record at the next run instead of waiting for its backoff (also after
+    the automatic retries gave up)."""
+    found = session.execute(
+        sa.select(ContactLink, User.email)
+        .join(User, User.id == ContactLink.user_id)
+        .where(ContactLink.workspace_id == caller.workspace_id, User.external_id == external_id)
+    ).first()
+    if found is None:
+        raise RecordNotFound(f"The sync has no record of user {external_id!r}.")
+    link, email = found
+    if link.state != "failing":
+        raise RecordNotFailing(f"User {external_id!r} is {link.state}, not failing.")
+    make_due(link)
+    session.flush()
+    services.jobs.enqueue_after_commit(session, RUN, workspace_id=caller.workspace_id)
+    return render_record(link, external_id, email)
+
+
+@router.get("/webhooks", response_model=Page[WebhookBatchOut], responses=responses(InvalidCursor))
+def list_webhook_batches(
+    caller: ServerCaller,
+    session: Db,
+    state: Annotated[Literal["pending", "parked", "applied"], Query()] = "parked",
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[WebhookBatchOut]:
+    """Stored HubSpot webhook deliveries by state: `parked` (set aside after failing to apply
+    repeatedly, with the error), `pending` (not applied yet) or `applied`."""
+    after = _int_cursor(cursor) if cursor is not None else None
+    rows = webhooks.list_batches(session, caller.workspace_id, state, after, limit + 1)
+    more = len(rows) > limit
+    return Page[WebhookBatchOut](
+        data=[render_batch(b) for b in rows[:limit]],
+        next_cursor=encode_cursor([rows[limit - 1].id]) if more else None,
+    )
+
+
+def render_batch(batch: HubSpotWebhookBatch) -> WebhookBatchOut:
+    state = (
+        "applied"
+        if batch.processed_at is not None
+        else "parked"
+        if batch.parked_at is not None
+        else "pending"
+    )
+    return WebhookBatchOut(
+        id=batch.id,
+        state=state,
+        received_at=batch.received_at,
+        events=len(batch.events) if isinstance(batch.events, list) else 0,
+        attempts=batch.attempts,
+        error=batch.error,
+        next_attempt_at=batch.next_attempt_at,
+        parked_at=batch.parked_at,
+        processed_at=batch.processed_at,
+    )
+
+
+@router.post(
+    "/webhooks/{batch_id}/retry",
+    response_model=WebhookBatchOut,
+    responses=responses(webhooks.WebhookBatchNotFound, webhooks.WebhookBatchApplied),
+    dependencies=[Idempotent],
+)
+def retry_webhook_batch(
+    batch_id: Annotated[int, Path(ge=1, le=2**62)],
+    caller: ServerCaller,
+    session: Db,
+    services: AppServices,
+) -> WebhookBatchOut:
+    """Put a parked (or failing) webhook batch back: it is applied at the next run and gets
+    its attempts afresh."""
+    batch = webhooks.retry(session, caller.workspace_id, batch_id)
+    services.jobs.enqueue_after_commit(session, RUN, workspace_id=caller.workspace_id)
+    return render_batch(batch)
 
 
 def render_run(run: ContactSyncRun) -> RunOut:

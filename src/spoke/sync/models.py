@@ -7,7 +7,7 @@
   and the last synced snapshot of both sides. The snapshots are what echo suppression and
   conflict detection compare against; `state` is the per-record health.
 - `hubspot_webhook_batches`: each verified webhook delivery, stored before it is answered;
-  the inbound job applies and marks them.
+  the inbound job applies and marks them; one that keeps failing is parked.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class ContactSyncSettings(Base):
     constants: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     send_list_ids: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
     receive_list_id: Mapped[str | None] = mapped_column(sa.String(32), default=None)
+    # A HubSpot MANUAL list that contacts the sync sends are added to (once each).
+    hubspot_list_id: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     lead_status: Mapped[str | None] = mapped_column(sa.String(64), default="CONNECTED")
     delete_policy: Mapped[str] = mapped_column(sa.String(16), default="never")
     conflict_winner: Mapped[str] = mapped_column(sa.String(16), default="hubspot")
@@ -56,6 +58,7 @@ class ContactLink(Base):
         sa.UniqueConstraint("workspace_id", "user_id"),
         sa.UniqueConstraint("workspace_id", "hubspot_id"),
         sa.Index("ix_contact_links_state", "workspace_id", "state", "id"),
+        sa.Index("ix_contact_links_due", "workspace_id", "state", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -68,12 +71,18 @@ class ContactLink(Base):
     state: Mapped[str] = mapped_column(sa.String(16), default="in_sync")
     reason: Mapped[str | None] = mapped_column(sa.Text, default=None)
     failures: Mapped[int] = mapped_column(default=0)
+    # When a failing record is retried next (backoff); null: not scheduled.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     # Values that lost a conflict: [{"field", "value", "side", "at"}], newest last, capped.
     conflicts: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     settings_version: Mapped[int] = mapped_column(default=0)
     # The HubSpot note that carries the user's tags, and a hash of the body last written.
     note_id: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     note_hash: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    # The HubSpot list (settings `hubspot_list_id`) this contact was added to.
+    hubspot_list_id: Mapped[str | None] = mapped_column(sa.String(32), default=None)
+    # Deleted in Spoke under the `soft` policy: the contact carries `spoke_deleted=true`.
+    marked_deleted: Mapped[bool] = mapped_column(default=False)
     last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -91,6 +100,11 @@ class HubSpotWebhookBatch(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    # Failed applications; at `webhooks.PARK_AFTER` the batch is parked (set aside, with
+    # its error) so that it no longer holds anything up.
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    parked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ContactSyncRun(Leased, Base):

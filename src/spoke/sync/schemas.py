@@ -61,6 +61,13 @@ class SettingsIn(BaseModel):
     receive_list_id: str | None = Field(
         None, max_length=64, description="The list contacts from HubSpot are added to."
     )
+    hubspot_list_id: str | None = Field(
+        None,
+        max_length=32,
+        pattern=r"^[0-9]{1,32}$",
+        description="A HubSpot MANUAL (static) contact list; every contact the sync sends is "
+        "added to it once. Checked against the portal when saved.",
+    )
     lead_status: str | None = Field(
         "CONNECTED",
         max_length=64,
@@ -68,8 +75,9 @@ class SettingsIn(BaseModel):
     )
     delete_policy: Literal["propagate", "soft", "never"] = Field(
         "soft",
-        description="`propagate` deletes on the other side, `soft` tags the record "
-        "(`hubspot_deleted` in Spoke), `never` ignores deletes.",
+        description="`propagate` deletes on the other side; `soft` marks the record instead "
+        "(a HubSpot delete tags the user `hubspot_deleted=true`, a Spoke delete sets the "
+        "contact's `spoke_deleted` property; restores clear both); `never` ignores deletes.",
     )
     conflict_winner: Literal["hubspot", "spoke"] = Field(
         "hubspot",
@@ -101,10 +109,16 @@ class SettingsOut(BaseModel):
     constants: Constants
     send_list_ids: list[str] | None
     receive_list_id: str | None
+    hubspot_list_id: str | None
     lead_status: str | None
     delete_policy: str
     conflict_winner: str
     pending_changes: int = Field(description="Spoke changes not yet sent to HubSpot.")
+    parked_webhook_batches: int = Field(
+        0,
+        description="HubSpot webhook batches set aside after failing repeatedly "
+        "(`GET /v1/sync/contacts/webhooks?state=parked`).",
+    )
     updated_at: datetime | None
 
 
@@ -115,6 +129,10 @@ class RecordOut(BaseModel):
     state: str = Field(description="`in_sync`, `excluded` or `failing`.")
     reason: str | None
     failures: int
+    next_attempt_at: datetime | None = Field(
+        description="When a failing record is retried next (backoff); null: not scheduled."
+    )
+    hubspot_list_id: str | None = Field(description="The HubSpot list the contact was added to.")
     conflicts: list[dict[str, Any]]
     last_synced_at: datetime | None
 
@@ -158,3 +176,15 @@ class RunOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class WebhookBatchOut(BaseModel):
+    id: int
+    state: str = Field(description="`pending`, `parked` or `applied`.")
+    received_at: datetime
+    events: int = Field(description="How many events the delivery carried.")
+    attempts: int = Field(description="Failed attempts to apply it.")
+    error: str | None
+    next_attempt_at: datetime | None
+    parked_at: datetime | None
+    processed_at: datetime | None

@@ -8,6 +8,7 @@ engine compares it with what each record was last synced under.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,14 @@ def effective(session: Session, row: ContactSyncSettings) -> Effective:
     return Effective(row, mappings, stopped, props)
 
 
+def stopped_mappings(session: Session, workspace_id: str) -> list[StoppedMapping]:
+    """The saved mappings that no longer sync (none before the settings are saved)."""
+    row = session.get(ContactSyncSettings, workspace_id)
+    return effective(session, row).stopped if row is not None else []
+
+
 def render(session: Session, row: ContactSyncSettings, *, state: str | None = None) -> SettingsOut:
+    from spoke.sync import webhooks
     from spoke.sync.engine import manual_run_active
 
     eff = effective(session, row)
@@ -141,10 +149,12 @@ def render(session: Session, row: ContactSyncSettings, *, state: str | None = No
         constants=Constants.model_validate(row.constants or {}),
         send_list_ids=row.send_list_ids,
         receive_list_id=row.receive_list_id,
+        hubspot_list_id=row.hubspot_list_id,
         lead_status=row.lead_status,
         delete_policy=row.delete_policy,
         conflict_winner=row.conflict_winner,
         pending_changes=max(0, top - row.cursor_seq) if row.state != "new" else 0,
+        parked_webhook_batches=webhooks.count_parked(session, row.workspace_id),
         updated_at=row.updated_at,
     )
 
@@ -285,12 +295,27 @@ def _check_lists(
     return list(found.values())
 
 
-def save_settings(session: Session, workspace_id: str, body: SettingsIn) -> SettingsOut:
+ListCheck = Callable[[str], str | None]
+
+
+def save_settings(
+    session: Session, workspace_id: str, body: SettingsIn, check_list: ListCheck | None = None
+) -> SettingsOut:
+    """Check and save the settings. `check_list(list_id)` says what is wrong with a HubSpot
+    list (None: it will do); without it a HubSpot list is not accepted."""
     conn = session.get(HubSpotConnection, workspace_id)
     if conn is None:
         raise NotConnected("Connect HubSpot before configuring the contact sync.")
     props = _properties(conn)
     problems = _Problems()
+    if body.hubspot_list_id is not None:
+        problem = (
+            check_list(body.hubspot_list_id)
+            if check_list is not None
+            else "HubSpot lists cannot be checked here"
+        )
+        if problem is not None:
+            problems.add("body.hubspot_list_id", problem, "invalid_hubspot_list")
     mapped, to_create = _check_mappings(session, workspace_id, body, props, problems)
     types = _custom_types(session, workspace_id)
     for name, kind, _ in to_create:
@@ -310,6 +335,7 @@ def save_settings(session: Session, workspace_id: str, body: SettingsIn) -> Sett
         "constants": body.constants.model_dump(),
         "send_list_ids": body.send_list_ids,
         "receive_list_id": body.receive_list_id,
+        "hubspot_list_id": body.hubspot_list_id,
         "lead_status": body.lead_status,
         "delete_policy": body.delete_policy,
         "conflict_winner": body.conflict_winner,

@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session
 
 from spoke.connections.models import HubSpotConnection
 from spoke.connections.service import NotConnected
+from spoke.core.clock import utcnow
 from spoke.core.db import after_commit, session_scope
 from spoke.core.jobs import JobContext, JobRuntime, job, periodic_job
 from spoke.core.leases import register_sweepable
 from spoke.hubspot import HubSpotError
-from spoke.sync import runs
+from spoke.sync import runs, webhooks
 from spoke.sync.engine import Engine, LeaseLost
 from spoke.sync.models import (
     ContactLink,
@@ -135,12 +136,13 @@ def reconcile_all(ctx: JobContext) -> None:
 
 
 def workspaces_with_work(session: Session) -> list[str]:
-    """Active, connected workspaces with unsent changes, unapplied webhooks or retries due."""
+    """Active, connected workspaces with unsent changes, due webhook batches or due retries."""
+    now = utcnow()
     pending_batches = (
         sa.select(HubSpotWebhookBatch.id)
         .where(
             HubSpotWebhookBatch.workspace_id == ContactSyncSettings.workspace_id,
-            HubSpotWebhookBatch.processed_at.is_(None),
+            webhooks.pending_clause(now),
         )
         .exists()
     )
@@ -149,7 +151,7 @@ def workspaces_with_work(session: Session) -> list[str]:
         .where(
             ContactLink.workspace_id == ContactSyncSettings.workspace_id,
             ContactLink.state == "failing",
-            ContactLink.failures < 10,
+            ContactLink.next_attempt_at <= now,
         )
         .exists()
     )

@@ -97,13 +97,22 @@ def delete_list(list_id: ListIdPath, caller: ServerCaller, session: Db, request:
 )
 def add_members(
     list_id: ListIdPath,
-    body: schemas.MembershipChange,
+    body: schemas.MembershipAdd,
     caller: ServerCaller,
     session: Db,
     request: Request,
 ) -> object:
-    """Add up to 1,000 users to the list by external id."""
-    return _change_membership(session, request, caller, list_id, body, add=True)
+    """Add up to 1,000 users to the list by external id (`by_hand`: a person did it, see
+    the contact sync's list selection)."""
+    return _change_membership(
+        session,
+        request,
+        caller,
+        list_id,
+        body,
+        add=True,
+        origin="manual" if body.by_hand else "api",
+    )
 
 
 @router.post(
@@ -132,9 +141,10 @@ def _change_membership(
     body: schemas.MembershipChange,
     *,
     add: bool,
+    origin: str = "api",
 ) -> dict[str, object]:
     found = lists.get_list(session, caller.workspace_id, list_id)
     changed, unchanged, missing = lists.change_membership(
-        session, request_origin(request, caller), found, body.external_ids, add=add
+        session, request_origin(request, caller, origin), found, body.external_ids, add=add
     )
     return {"changed": changed, "unchanged": unchanged, "not_found": missing}

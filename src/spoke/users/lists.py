@@ -21,6 +21,12 @@ from spoke.users import changes as feed
 from spoke.users.changes import Origin, PendingChange
 from spoke.users.models import ListMembership, ListUsage, User, UserList
 
+# Membership origins that mean a person put the user in the list by hand (moved them from
+# another list in an admin UI, or with `spoke users list-add`), as opposed to the product's
+# own collection (API, client SDK), imports and syncs. The contact sync does not send users
+# who are in its selected lists only by hand, as in Snov.io (seed 003).
+BY_HAND_ORIGINS = frozenset({"manual", "cli"})
+
 
 class ListNotFound(NotFound):
     code = "list_not_found"

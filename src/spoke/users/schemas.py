@@ -263,6 +263,15 @@ class MembershipChange(Input):
     external_ids: list[ExternalId] = Field(min_length=1, max_length=1000)
 
 
+class MembershipAdd(MembershipChange):
+    by_hand: bool = Field(
+        False,
+        description="A person put these users in the list by hand (e.g. moved them from "
+        "another list in your admin UI). The contact sync does not send users who are in its "
+        "selected lists only by hand; users your product collects or imports are sent.",
+    )
+
+
 class MembershipResult(BaseModel):
     changed: int = Field(description="Users whose membership changed.")
     unchanged: int

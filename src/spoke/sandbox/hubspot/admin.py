@@ -21,7 +21,7 @@ from spoke.sandbox.hubspot.config import apply_patch, settings_to_json
 from spoke.sandbox.hubspot.errors import SandboxError
 from spoke.sandbox.hubspot.http import JSON, error_response, no_content
 from spoke.sandbox.hubspot.schema import OBJECT_TYPES, resolve_object_type
-from spoke.sandbox.hubspot.store import ALL_SCOPES, Portal, SandboxStore
+from spoke.sandbox.hubspot.store import ALL_SCOPES, ManualList, Portal, SandboxStore
 from spoke.sandbox.hubspot.timefmt import iso_ms
 
 JSONDict = dict[str, Any]
@@ -198,6 +198,8 @@ def seed_portal(portal: Portal, contacts: int, companies: int, seed: int, now: i
 
 
 async def seed(request: Request, store: SandboxStore) -> Response:
+    """Body: `contacts`, `companies`, `seed`, and `webhooks` (default true; false creates
+    them without creation events). Every seeded record shares one `lastmodifieddate`."""
     portal = _portal(request, store)
     body = await _body(request)
     counts = {k: body.get(k, 0) for k in ("contacts", "companies")}
@@ -206,11 +208,43 @@ async def seed(request: Request, store: SandboxStore) -> Response:
         raise AdminError(400, "invalid_count", "contacts/companies must be integers 0..1000000")
     if not isinstance(seed_value, int):
         raise AdminError(400, "invalid_seed", "seed must be an integer")
+    webhooks = body.get("webhooks", True)
+    if not isinstance(webhooks, bool):
+        raise AdminError(400, "invalid_webhooks", "webhooks must be a boolean")
     with portal.lock:
-        result = seed_portal(
-            portal, counts["contacts"], counts["companies"], seed_value, store.now_ms()
-        )
+        # Bulk seeding can stay quiet: records appear without creation webhooks, as if
+        # they had been there before any app subscribed.
+        listening, portal.listening = portal.listening, portal.listening and webhooks
+        try:
+            result = seed_portal(
+                portal, counts["contacts"], counts["companies"], seed_value, store.now_ms()
+            )
+        finally:
+            portal.listening = listening
     return JSON(result, status_code=201)
+
+
+async def create_list(request: Request, store: SandboxStore) -> Response:
+    """Make a list as a person would in HubSpot's UI, of any processing type, including
+    `DYNAMIC` (active) lists, which the API here cannot create: their filters are not
+    evaluated, so they stay empty, and membership edits are refused as HubSpot does."""
+    portal = _portal(request, store)
+    body = await _body(request)
+    name = body.get("name")
+    processing = body.get("processing_type", "DYNAMIC")
+    type_id = body.get("object_type_id", "0-1")
+    if not isinstance(name, str) or not name.strip():
+        raise AdminError(400, "invalid_list", "name must be a non-empty string")
+    if processing not in ("MANUAL", "SNAPSHOT", "DYNAMIC"):
+        raise AdminError(400, "invalid_list", "processing_type: MANUAL, SNAPSHOT or DYNAMIC")
+    if type_id not in ("0-1", "0-2"):
+        raise AdminError(400, "invalid_list", "object_type_id: 0-1 (contacts) or 0-2")
+    now = store.now_ms()
+    with portal.lock:
+        list_id = str(portal.next_list_id)
+        portal.next_list_id += 1
+        portal.lists[list_id] = ManualList(list_id, name, type_id, processing, now, now)
+    return JSON({"listId": list_id, "name": name, "processingType": processing}, status_code=201)
 
 
 async def request_log(request: Request, store: SandboxStore) -> Response:
@@ -433,6 +467,7 @@ routes: list[Route] = [
     Route(P, admin(delete_portal), methods=["DELETE"]),
     Route(P + "/reset", admin(reset_portal), methods=["POST"]),
     Route(P + "/seed", admin(seed), methods=["POST"]),
+    Route(P + "/lists", admin(create_list), methods=["POST"]),
     Route(P + "/requests", admin(request_log), methods=["GET"]),
     Route(P + "/counters", admin(counters), methods=["GET"]),
     Route(P + "/settings", admin(get_settings), methods=["GET"]),

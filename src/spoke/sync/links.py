@@ -1,0 +1,145 @@
+"""Contact links: finding them, and the failure bookkeeping every sync path shares.
+
+A record that fails is retried by later runs with exponential backoff: the first retry is
+due a minute after the failure, each further one twice as late, capped at six hours, with
+±20 % jitter so that records which failed together do not all come back in the same
+second. After `MAX_RETRIES` failures the automatic retries stop (`next_attempt_at` is
+null) until the record changes or someone asks for a retry (`make_due`). Failures that are
+HubSpot's (5xx, 429, unreachable, after the client's own retries) do not back off: they are
+due again at the next run. Failures that are
+HubSpot's (5xx, 429, unreachable) are not counted against the record's backoff: they are
+due again at the next run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from spoke.core.clock import utcnow
+from spoke.hubspot import HubSpotError, HubSpotResponseError
+from spoke.sync.models import ContactLink
+
+MAX_RETRIES = 10
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(hours=6)
+JITTER = 0.2
+REASON_CHARS = 1000
+
+
+def retry_delay(failures: int, *, rng: random.Random | None = None) -> timedelta:
+    """How long to wait before retrying a record that has failed `failures` times (≥ 1)."""
+    exponent = min(max(failures, 1) - 1, 30)
+    base = min(FIRST_RETRY * (2**exponent), LONGEST_RETRY)
+    factor = 1.0 + JITTER * (2.0 * (rng or random).random() - 1.0)
+    jittered: timedelta = base * factor
+    return min(jittered, LONGEST_RETRY)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """HubSpot could not answer (down, throttling, unreachable): not the record's fault."""
+    if isinstance(exc, HubSpotResponseError):
+        return exc.status_code >= 500 or exc.status_code == 429
+    return isinstance(exc, HubSpotError)
+
+
+def record_failure(
+    link: ContactLink, reason: str, *, now: datetime | None = None, transient: bool = False
+) -> None:
+    """Mark the link failing with `reason` and schedule its next automatic attempt.
+
+    A `transient` failure (HubSpot down or throttling after the client's own retries) is
+    not the record's fault: it is due again at the next run (the minute tick bounds how
+    often) and never runs out of retries. A refusal of the record itself backs off."""
+    now = now or utcnow()
+    link.state = "failing"
+    link.reason = reason[:REASON_CHARS]
+    link.failures = (link.failures or 0) + 1
+    if transient:
+        link.next_attempt_at = now
+    elif link.failures < MAX_RETRIES:
+        link.next_attempt_at = now + retry_delay(link.failures)
+    else:
+        link.next_attempt_at = None
+    link.updated_at = now
+
+
+def record_success(link: ContactLink) -> None:
+    """Clear the failure bookkeeping of a link that synced."""
+    link.state, link.reason, link.failures = "in_sync", None, 0
+    link.next_attempt_at = None
+
+
+def make_due(link: ContactLink, *, now: datetime | None = None) -> None:
+    """Retry the record at the next run, whatever its backoff said."""
+    link.next_attempt_at = now or utcnow()
+    link.updated_at = now or utcnow()
+
+
+def due_retry_user_ids(session: Session, workspace_id: str, limit: int) -> list[int]:
+    """Users whose failing link is due for another attempt, oldest failure first."""
+    return list(
+        session.scalars(
+            sa.select(ContactLink.user_id)
+            .where(
+                ContactLink.workspace_id == workspace_id,
+                ContactLink.state == "failing",
+                ContactLink.next_attempt_at <= utcnow(),
+            )
+            .order_by(ContactLink.next_attempt_at, ContactLink.id)
+            .limit(limit)
+        )
+    )
+
+
+def link_for(session: Session, workspace_id: str, user_id: int) -> ContactLink:
+    """The user's link, created (in sync, unlinked) when the sync has not seen them yet."""
+    found = session.scalar(
+        sa.select(ContactLink).where(
+            ContactLink.workspace_id == workspace_id, ContactLink.user_id == user_id
+        )
+    )
+    if found is None:
+        found = ContactLink(
+            workspace_id=workspace_id,
+            user_id=user_id,
+            snapshot={},
+            conflicts=[],
+            failures=0,
+            state="in_sync",
+            updated_at=utcnow(),
+        )
+        session.add(found)
+    return found
+
+
+def holder_of(session: Session, workspace_id: str, hubspot_id: str) -> ContactLink | None:
+    """The link that follows HubSpot contact `hubspot_id`, if any."""
+    return session.scalar(
+        sa.select(ContactLink).where(
+            ContactLink.workspace_id == workspace_id, ContactLink.hubspot_id == hubspot_id
+        )
+    )
+
+
+def links_by_user(
+    session: Session, workspace_id: str, user_ids: Sequence[int]
+) -> dict[int, ContactLink]:
+    if not user_ids:
+        return {}
+    return {
+        link.user_id: link
+        for link in session.scalars(
+            sa.select(ContactLink).where(
+                ContactLink.workspace_id == workspace_id, ContactLink.user_id.in_(list(user_ids))
+            )
+        )
+    }
+
+
+def error_text(exc: Exception) -> str:
+    return str(exc)[:500] or type(exc).__name__
