@@ -567,6 +567,16 @@ async def _send_all(
             if not batch:
                 break
             after = batch[-1].delivery_id
+            sending.append(
+                asyncio.create_task(_send_batch(journal, notification_id, provider, base, batch))
+            )
+            if len(sending) == 1:
+                # Planning the next chunk takes the write lock (SQLite) or the notification
+                # row (PostgreSQL) that the journal's commit needs: let the first marks go
+                # first, so the first message isn't queued behind a plan of 1,000.
+                first = asyncio.create_task(journal.first_commit.wait())
+                await asyncio.wait({first, sending[0]}, return_when=asyncio.FIRST_COMPLETED)
+                first.cancel()
             claiming = asyncio.create_task(
                 to_thread(
                     _next_batch,
@@ -578,9 +588,6 @@ async def _send_all(
                     after,
                     options.batch_size,
                 )
-            )
-            sending.append(
-                asyncio.create_task(_send_batch(journal, notification_id, provider, base, batch))
             )
             if len(sending) == 2:
                 await _guarded(heartbeat, sending.popleft())

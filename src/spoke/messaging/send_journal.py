@@ -90,6 +90,7 @@ class SendJournal:
         self._handle: asyncio.Handle | None = None
         self._last_commit = 0.0
         self._failure: Exception | None = None
+        self.first_commit = asyncio.Event()
 
     async def write(self, delivery_id: int, send: Callable[[], None]) -> None:
         """Mark the delivery `sending` (if it isn't), then call `send()` at once."""
@@ -178,12 +179,14 @@ class SendJournal:
                 bulk.update(session, table_of(Subscription), ["id"], gone)
         except Exception as exc:
             self._failure = exc
+            self.first_commit.set()
             for waiters in waiting.values():
                 for _send, future in waiters:
                     if not future.done():
                         future.set_exception(exc)
             return
         self._last_commit = asyncio.get_running_loop().time()
+        self.first_commit.set()
         self._marked.difference_update(unmark)
         self._marked.update(waiting)
         for waiters in waiting.values():
