@@ -65,7 +65,7 @@ class FanoutOptions:
     batch_size: int = 500
     concurrency: int = 64
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # How long marks and outcomes may wait to share a transaction (see `SendJournal`).
+    # The least time marks and outcomes wait to share a transaction (see `SendJournal`).
     journal_interval: float = 0.002
 
 

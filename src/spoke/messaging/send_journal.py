@@ -13,7 +13,8 @@ attempt was written to the provider, except in the microseconds between that com
 the last of its writes. Outcomes, and refusals that put a delivery back to `queued` while
 it waits for a retry, ride on the same transactions. Transactions are grouped: everything
 that became ready within `interval` seconds goes in one, which also renews the lease, so a
-worker that lost its lease marks and records nothing.
+worker that lost its lease marks and records nothing. The wait between transactions grows
+with how long the last one took, so they never take more than about a fifth of the loop.
 
 `resolve_unknown` is what a resumed run does with `sending` rows of a dead attempt: FCM
 can't be asked whether it took a message, and re-sending would duplicate almost all of
@@ -23,6 +24,7 @@ them, so they count as `sent` with the reason `outcome_unknown_after_crash`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,7 @@ from spoke.core.db import rowcount, session_scope, table_of
 from spoke.messaging.models import Delivery, Notification, Subscription
 
 OUTCOME_UNKNOWN = "outcome_unknown_after_crash"
+_MAX_INTERVAL = 0.05
 
 _Waiter = tuple[Callable[[], None], "asyncio.Future[None]"]
 
@@ -89,6 +92,7 @@ class SendJournal:
         self._gone: list[dict[str, Any]] = []
         self._handle: asyncio.Handle | None = None
         self._last_commit = 0.0
+        self._last_duration = 0.0
         self._failure: Exception | None = None
         self.first_commit = asyncio.Event()
 
@@ -134,7 +138,11 @@ class SendJournal:
         if self._handle is not None or self._failure is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = self._last_commit + self._interval - loop.time()
+        # A commit blocks the loop (on purpose, see `_commit`): wait at least 4 times as
+        # long as the last one took before the next, so commits stay under a fifth of the
+        # loop's time however slow the database is, without delaying a lone first mark.
+        interval = max(self._interval, min(_MAX_INTERVAL, 4 * self._last_duration))
+        delay = self._last_commit + interval - loop.time()
         self._handle = (
             loop.call_later(delay, self._commit) if delay > 0 else loop.call_soon(self._commit)
         )
@@ -143,6 +151,7 @@ class SendJournal:
         """One transaction, on the loop's thread on purpose: the writes it releases follow
         the COMMIT with nothing in between, which is what keeps the unknown window small."""
         self._handle = None
+        started = time.perf_counter()
         waiting, self._waiting = self._waiting, {}
         unmark, self._unmark = self._unmark, set()
         outcomes, self._outcomes = self._outcomes, []
@@ -186,6 +195,7 @@ class SendJournal:
                         future.set_exception(exc)
             return
         self._last_commit = asyncio.get_running_loop().time()
+        self._last_duration = time.perf_counter() - started
         self.first_commit.set()
         self._marked.difference_update(unmark)
         self._marked.update(waiting)
