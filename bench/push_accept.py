@@ -31,7 +31,7 @@ from cryptography.fernet import Fernet
 
 from bench._harness import create_workspace, database, free_port, spoke_server
 from bench.push_fanout import _emulator
-from spoke.messaging.providers.http1 import Http1Pool
+from spoke.messaging.providers.http1 import Http1Pool, TransportError
 
 REDIS_URL = os.environ.get("SPOKE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -55,11 +55,18 @@ async def _callers(
         scheduled = began + (n / rate if rate > 0 else 0.0)
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
         body = orjson.dumps({"messages": [{"user_id": f"u{n}", "title": "Hi", "body": f"#{n}"}]})
-        answer = await pool.request("POST", "/v1/push/messages", headers=headers, body=body)
-        if answer.status == 202:
-            latencies.append(time.perf_counter() - scheduled)
+        try:
+            answer = await pool.request("POST", "/v1/push/messages", headers=headers, body=body)
+        except TransportError as exc:
+            problem = f"no answer ({exc})"
         else:
-            failures += 1
+            if answer.status == 202:
+                latencies.append(time.perf_counter() - scheduled)
+                return
+            problem = f"HTTP {answer.status} {answer.body[:200]!r}"
+        failures += 1
+        if failures <= 3:
+            print(f"  caller {n}: {problem}")
 
     await asyncio.gather(*(call(n) for n in range(callers)))
     elapsed = time.perf_counter() - began

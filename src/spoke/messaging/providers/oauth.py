@@ -90,7 +90,10 @@ def _token_client() -> httpx.Client:
     global _shared_client
     with _client_lock:
         if _shared_client is None:
-            _shared_client = httpx.Client(timeout=15)
+            # No keep-alive: a token request comes once an hour, an idle socket would linger.
+            _shared_client = httpx.Client(
+                timeout=15, limits=httpx.Limits(max_keepalive_connections=0)
+            )
         return _shared_client
 
 
