@@ -91,9 +91,9 @@ class RssSampler:
 
 @contextmanager
 def spoke_server(
-    env: dict[str, str], workdir: Path
+    env: dict[str, str], workdir: Path, *, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
+    port = port or free_port()
     full_env = {
         **os.environ,
         **env,
@@ -107,26 +107,33 @@ def spoke_server(
         check=True,
         capture_output=True,
     )
-    with (workdir / "server.log").open("ab") as log:
+    with process(
+        ["serve"], full_env, workdir / "server.log", f"http://127.0.0.1:{port}/healthz"
+    ) as proc:
+        yield f"http://127.0.0.1:{port}", proc
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str], log_path: Path, health_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m spoke <args>` in its own process, once `health_url` answers 200."""
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spoke", "serve"],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "spoke", *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(health_url, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / "server.log").read_text())
+                raise RuntimeError(log_path.read_text())
             time.sleep(0.1)
-        yield url, proc
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -135,7 +142,17 @@ def spoke_server(
             proc.kill()
 
 
-def create_workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
+@contextmanager
+def hubspot_sandbox(workdir: Path) -> Iterator[str]:
+    """`spoke sandbox hubspot` in its own process; yields its base URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    port = url.rsplit(":", 1)[1]
+    args = ["sandbox", "hubspot", "--port", port]
+    with process(args, dict(os.environ), workdir / "sandbox.log", f"{url}/_sandbox/health"):
+        yield url
+
+
+def create_workspace(env: dict[str, str], workdir: Path, slug: str = "bench") -> tuple[str, str]:
     """Create a workspace with the CLI; returns its owner's key id and secret."""
     out = subprocess.run(
         [
@@ -144,11 +161,11 @@ def create_workspace(env: dict[str, str], workdir: Path) -> tuple[str, str]:
             "spoke",
             "workspaces",
             "create",
-            "Bench",
+            f"Bench {slug}",
             "--slug",
-            "bench",
+            slug,
             "--owner-email",
-            "bench@example.com",
+            f"{slug}@example.com",
         ],
         env={
             **os.environ,

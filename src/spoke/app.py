@@ -20,6 +20,13 @@ from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
 from spoke.deps import Services
 from spoke.events import endpoints as event_endpoints
+from spoke.events import export_endpoints as event_export_endpoints
+from spoke.messaging import (
+    channel_endpoints,
+    segment_endpoints,
+    template_endpoints,
+    tracking_endpoints,
+)
 from spoke.messaging import endpoints as messaging_endpoints
 from spoke.runtime import Runtime
 from spoke.sync import endpoints as sync_endpoints
@@ -84,8 +91,13 @@ def create_app(
         import_endpoints.router,
         event_endpoints.router,
         event_endpoints.client_router,
+        event_export_endpoints.router,
         messaging_endpoints.router,
         messaging_endpoints.client_router,
+        template_endpoints.router,
+        segment_endpoints.router,
+        channel_endpoints.router,
+        tracking_endpoints.router,
         connection_endpoints.router,
         connection_endpoints.oauth_router,
         sync_endpoints.router,

@@ -84,6 +84,30 @@ class MessagingSettings(BaseModel):
     retry_max_delay: float = Field(30.0, ge=0, description="Longest backoff between tries.")
 
 
+class EventExportSettings(BaseModel):
+    concurrency: int = Field(
+        10, ge=1, le=64, description="Event batch requests (≤ 500 events each) in flight per run."
+    )
+    chunk: int = Field(
+        5000,
+        ge=1,
+        le=50_000,
+        description="Events read, sent and checkpointed per transaction of an export run.",
+    )
+    settle_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Events younger than this wait for the next pass, so one whose insert "
+        "commits late (PostgreSQL ids are not commit-ordered) is never skipped.",
+    )
+    unmatched_recheck_minutes: float = Field(
+        15.0, ge=0, description="How often a user without a HubSpot contact is looked up again."
+    )
+    retry_base_seconds: float = Field(
+        0.5, ge=0, le=60, description="First backoff before a failed batch is retried (doubles)."
+    )
+
+
 class LogSettings(BaseModel):
     level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     json_output: bool = Field(
@@ -117,6 +141,13 @@ class HubSpotSettings(BaseModel):
     )
     reserved_share: float = Field(
         0.1, ge=0, lt=1, description="Share of each portal's budget left for other apps."
+    )
+    backfill_concurrency: int = Field(
+        6,
+        ge=1,
+        le=32,
+        description="Pages of a manual Spoke → HubSpot sync in flight at once (the portal's "
+        "rate limit still paces them).",
     )
     rate_limited_wait_seconds: float = Field(
         10.0,
@@ -166,6 +197,9 @@ class Settings(BaseSettings):
     )
     hubspot: HubSpotSettings = Field(
         default_factory=HubSpotSettings, description="HubSpot connection and sync."
+    )
+    events_export: EventExportSettings = Field(
+        default_factory=EventExportSettings, description="Product events export to HubSpot."
     )
 
     @model_validator(mode="after")

@@ -3,6 +3,16 @@
 from spoke.connections.models import HubSpotConnection
 from spoke.core.db import Base
 from spoke.core.idempotency import IdempotencyRecord
+from spoke.events.export_models import (
+    EventExportBatch,
+    EventExportDefinition,
+    EventExportIdentity,
+    EventExportMark,
+    EventExportRollup,
+    EventExportRun,
+    EventExportSettings,
+    EventExportUsage,
+)
 from spoke.events.models import KnownEvent, ProductEvent
 from spoke.messaging.models import (
     Delivery,
@@ -11,6 +21,7 @@ from spoke.messaging.models import (
     ProviderConfig,
     Subscription,
 )
+from spoke.messaging.template_models import MessageTemplate, SavedSegment
 from spoke.sync.models import ContactLink, ContactSyncSettings, HubSpotWebhookBatch
 from spoke.users.models import (
     CustomField,
@@ -33,6 +44,14 @@ __all__ = [
     "ContactSyncSettings",
     "CustomField",
     "Delivery",
+    "EventExportBatch",
+    "EventExportDefinition",
+    "EventExportIdentity",
+    "EventExportMark",
+    "EventExportRollup",
+    "EventExportRun",
+    "EventExportSettings",
+    "EventExportUsage",
     "HubSpotConnection",
     "HubSpotWebhookBatch",
     "IdempotencyRecord",
@@ -40,10 +59,12 @@ __all__ = [
     "ListMembership",
     "ListUsage",
     "Member",
+    "MessageTemplate",
     "MessagingWebhook",
     "Notification",
     "ProductEvent",
     "ProviderConfig",
+    "SavedSegment",
     "Subscription",
     "User",
     "UserChange",

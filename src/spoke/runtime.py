@@ -21,6 +21,7 @@ TASK_MODULES = (
     "spoke.users.tasks",
     "spoke.sync.tasks",
     "spoke.messaging.tasks",
+    "spoke.events.export_tasks",
 )
 
 

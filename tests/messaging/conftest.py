@@ -4,10 +4,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from tests.messaging.channel_support import Sink, Sms
 from tests.messaging.support import Fcm
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, free_port
 
 from spoke.sandbox.fcm import FcmStore, create_fcm_app
+from spoke.sandbox.sms import SmsStore, create_sms_app
+from spoke.sandbox.smtp import SmtpStore, create_smtp_app
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +28,45 @@ def fcm(fcm_server: tuple[str, FcmStore]) -> Iterator[Fcm]:
     store.latency_ms = 0.0
     with httpx.Client(base_url=url, timeout=30) as http:
         yield Fcm(url, store, http)
+
+
+# -- email and SMS ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[str, int, SmtpStore]]:
+    store = SmtpStore()
+    smtp_port = free_port()
+    server = LiveServer(create_smtp_app(store, smtp_port=smtp_port)).start()
+    yield server.url, smtp_port, store
+    server.stop()
+
+
+@pytest.fixture
+def sink(smtp_server: tuple[str, int, SmtpStore]) -> Iterator[Sink]:
+    url, smtp_port, store = smtp_server
+    store.faults.clear()
+    store.recipient_states.clear()
+    store.username = store.password = None
+    store.latency_ms = 0.0
+    with httpx.Client(base_url=url, timeout=30) as http:
+        yield Sink(url, smtp_port, store, http)
+
+
+@pytest.fixture(scope="session")
+def sms_server() -> Iterator[tuple[str, SmsStore]]:
+    store = SmsStore()
+    server = LiveServer(create_sms_app(store)).start()
+    yield server.url, store
+    server.stop()
+
+
+@pytest.fixture
+def sms(sms_server: tuple[str, SmsStore]) -> Iterator[Sms]:
+    url, store = sms_server
+    store.faults.clear()
+    store.fault_rates.clear()
+    store.number_states.clear()
+    store.latency_ms = 0.0
+    with httpx.Client(base_url=url, timeout=30) as http:
+        yield Sms(url, store, http)

@@ -241,24 +241,7 @@ def test_tags_travel_as_one_note_on_the_contact(sync: Sync) -> None:
 
 
 def test_contacts_created_from_spoke_get_the_lead_status(sync: Sync) -> None:
-    from tests.sync.conftest import connect_oauth
-
-    sync.hubspot(
-        "POST",
-        "/crm/v3/properties/contacts",
-        {
-            "name": "hs_lead_status",
-            "label": "Lead status",
-            "type": "enumeration",
-            "fieldType": "select",
-            "groupName": "contactinformation",
-            "options": [
-                {"label": "New", "value": "NEW"},
-                {"label": "Connected", "value": "CONNECTED"},
-            ],
-        },
-    )
-    assert connect_oauth(sync.tenant, sync.portal_id).status_code == 200  # refresh properties
+    # hs_lead_status is one of HubSpot's built-in contact properties (the sandbox has it).
     existing = sync.hubspot(
         "POST",
         "/crm/v3/objects/contacts",

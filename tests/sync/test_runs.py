@@ -80,18 +80,26 @@ def test_run_to_hubspot_copies_everything_and_source_wins(sync: Sync) -> None:
     sync.hubspot(
         "POST",
         "/crm/v3/objects/contacts",
-        {"properties": {"email": "u5@example.com", "firstname": "Other", "lastname": "Kept"}},
+        {
+            "properties": {
+                "email": "u5@example.com",
+                "firstname": "Other",
+                "lastname": "Kept",
+                "hs_lead_status": "IN_PROGRESS",
+            }
+        },
     )
     sync.settle()
     run = _finish(sync, _start(sync, direction="to_hubspot")["id"])
     assert run["status"] == "succeeded"
     assert run["failed"] == 0
+    assert (run["created"], run["duplicates"], run["progress"]["done"]) == (119, 1, 120)
     contacts = []
     after = None
     while True:
         page = sync.hubspot(
             "GET",
-            "/crm/v3/objects/contacts?limit=100&properties=email,firstname,lastname"
+            "/crm/v3/objects/contacts?limit=100&properties=email,firstname,lastname,hs_lead_status"
             + (f"&after={after}" if after else ""),
         )
         contacts += page["results"]
@@ -102,6 +110,11 @@ def test_run_to_hubspot_copies_everything_and_source_wins(sync: Sync) -> None:
     assert len(by_email) == len(contacts) == 120
     assert by_email["u5@example.com"]["firstname"] == "U5"  # Spoke, the source, won
     assert by_email["u5@example.com"]["lastname"] == "Kept"  # a blank never overwrites
+    # Contacts the run created carry the configured lead status; an existing one keeps its own.
+    assert by_email["u5@example.com"]["hs_lead_status"] == "IN_PROGRESS"
+    assert {p["hs_lead_status"] for e, p in by_email.items() if e != "u5@example.com"} == {
+        "CONNECTED"
+    }
     sync.http.put("/v1/sync/contacts/settings", json={"state": "active"})
     records = sync.http.get("/v1/sync/contacts/records", params={"limit": 500}).json()["data"]
     assert sum(1 for r in records if r["state"] == "in_sync") == 120

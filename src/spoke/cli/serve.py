@@ -65,6 +65,9 @@ def demo(
     port: int = typer.Option(8000, help="Port for the API."),
     hubspot_port: int = typer.Option(8100, help="Port for the HubSpot sandbox (0: don't start)."),
     fcm_port: int = typer.Option(8200, help="Port for the FCM emulator (0: don't start)."),
+    smtp_port: int = typer.Option(2525, help="Port for the SMTP sink (0: don't start)."),
+    smtp_api_port: int = typer.Option(8300, help="Port for the SMTP sink's read API."),
+    sms_port: int = typer.Option(8400, help="Port for the SMS emulator (0: don't start)."),
 ) -> None:
     """Everything on one machine: SQLite, in-process jobs, sandboxes and demo data."""
     current = settings()
@@ -77,6 +80,10 @@ def demo(
     sandbox_url = _start_sandboxes(hubspot_port) if hubspot_port else None
     base = f"http://127.0.0.1:{port}"
     fcm_url = _start_fcm(rt, creds.workspace.id, fcm_port, base) if fcm_port else None
+    smtp_url = (
+        _start_smtp(rt, creds.workspace.id, smtp_port, smtp_api_port, base) if smtp_port else None
+    )
+    sms_url = _start_sms(rt, creds.workspace.id, sms_port) if sms_port else None
     console.rule("[bold]Spoke demo")
     console.print(f"API docs:      {base}/docs")
     console.print(f"Workspace:     {creds.workspace.slug} ({creds.workspace.id})")
@@ -87,6 +94,12 @@ def demo(
         console.print(f"HubSpot sandbox: {sandbox_url}  (admin API under /_sandbox/)")
     if fcm_url:
         console.print(f"FCM emulator:  {fcm_url}  (received pushes: {fcm_url}/_fcm/messages)")
+    if smtp_url:
+        console.print(
+            f"SMTP sink:     127.0.0.1:{smtp_port}  (received mail: {smtp_url}/_smtp/messages)"
+        )
+    if sms_url:
+        console.print(f"SMS emulator:  {sms_url}  (sent texts: {sms_url}/_sms/messages)")
     console.print("Try:")
     console.print(
         f"  curl -s -u {creds.key_id}:{creds.secret} '{base}/v1/users?limit=3'", soft_wrap=True
@@ -115,6 +128,47 @@ def _start_fcm(rt: Runtime, workspace_id: str, fcm_port: int, spoke_url: str) ->
         create_fcm_app(store), host="127.0.0.1", port=fcm_port, log_level="warning"
     )
     threading.Thread(target=uvicorn.Server(config).run, name="fcm-emulator", daemon=True).start()
+    return url
+
+
+def _start_smtp(
+    rt: Runtime, workspace_id: str, smtp_port: int, api_port: int, spoke_url: str
+) -> str:
+    """The SMTP sink (and its read API) on a thread; the demo workspace sends email to it
+    over STARTTLS, trusting the certificate the sink made at start."""
+    from spoke.messaging.channel_demo import connect_email
+    from spoke.sandbox.smtp import SmtpStore, create_smtp_app
+
+    store = SmtpStore()
+    app = create_smtp_app(store, smtp_host="127.0.0.1", smtp_port=smtp_port)
+    with session_scope(rt.sessions) as session:
+        connect_email(
+            session,
+            rt.encryptor,
+            workspace_id,
+            smtp_port=smtp_port,
+            certificate_pem=store.certificate_pem,
+            links_base_url=spoke_url,
+        )
+    config = uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
+    threading.Thread(target=uvicorn.Server(config).run, name="smtp-sink", daemon=True).start()
+    return f"http://127.0.0.1:{api_port}"
+
+
+def _start_sms(rt: Runtime, workspace_id: str, sms_port: int) -> str:
+    """The SMS emulator on a thread; the demo workspace texts through it and every demo
+    user gets a phone number."""
+    from spoke.messaging.channel_demo import connect_sms
+    from spoke.sandbox.sms import SmsStore, create_sms_app
+
+    url = f"http://127.0.0.1:{sms_port}"
+    store = SmsStore()
+    with session_scope(rt.sessions) as session:
+        connect_sms(session, rt.encryptor, workspace_id, account=store.create_account(), url=url)
+    config = uvicorn.Config(
+        create_sms_app(store), host="127.0.0.1", port=sms_port, log_level="warning"
+    )
+    threading.Thread(target=uvicorn.Server(config).run, name="sms-emulator", daemon=True).start()
     return url
 
 

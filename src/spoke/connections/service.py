@@ -56,7 +56,14 @@ REQUIRED_SCOPES = (
     "crm.objects.contacts.write",
     "crm.schemas.contacts.read",
 )
-OPTIONAL_SCOPES = ("crm.lists.read", "crm.lists.write")
+# Asked for but not required: lists (a HubSpot list for synced contacts) and custom events
+# (product events export); what they enable reports the missing scope when used.
+OPTIONAL_SCOPES = (
+    "crm.lists.read",
+    "crm.lists.write",
+    "behavioral_events.event_definitions.read_write",
+    "analytics.behavioral_events.send",
+)
 OAUTH_STATE_TTL = timedelta(minutes=15)
 CALLBACK_PATH = "/oauth/hubspot/callback"
 

@@ -14,6 +14,7 @@ from spoke.core.pagination import Page
 from spoke.deps import AppServices, Db
 from spoke.events import schemas, service
 from spoke.events.schemas import EventIn
+from spoke.users import activity
 from spoke.users.validation import normalise_email
 from spoke.workspaces.auth import (
     ClientIdempotent,
@@ -121,6 +122,7 @@ def client_ingest(
                 "one user, identified by `user_id`."
             )
         verify_identity(services, workspace, next(iter(users)) or "", identity_token)
+    activity.touch(session, workspace.id, [event.user_id for _, event in valid])
     return _result(service.ingest(session, workspace.id, valid), errors)
 
 

@@ -15,6 +15,7 @@ anyio task group) instead of calling many times.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -58,6 +59,23 @@ class BlockingClient:
             return await fn(self.client)
 
         return self._portal.call(run)
+
+    def submit(self, fn: Callable[[HubSpotClient], Awaitable[_T]]) -> Future[_T]:
+        """Start `fn(client)` in the client's event loop and return at once.
+
+        Lets a job prepare its next piece of work while requests are in flight.
+
+        Args:
+            fn: an async callable taking the client.
+
+        Returns:
+            A future with what `fn` returned (or raised).
+        """
+
+        async def run() -> _T:
+            return await fn(self.client)
+
+        return self._portal.start_task_soon(run)
 
     def iterate(self, fn: Callable[[HubSpotClient], AsyncIterator[_T]]) -> Iterator[_T]:
         """Iterate an async iterator of the client (a paging helper) synchronously.

@@ -7,8 +7,8 @@ so they skip the portal's bucket. A send is retried on 5xx only when every event
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from spoke.hubspot.crm import chunked
 from spoke.hubspot.models import (
@@ -17,6 +17,8 @@ from spoke.hubspot.models import (
     EventDefinition,
     EventDefinitionCreate,
     EventDefinitionPage,
+    EventOccurrencePage,
+    EventPropertyDefinition,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +75,105 @@ class EventsAPI:
                 idempotent=all(e.uuid is not None for e in chunk),
                 bucket=None,
             )
+
+    async def send_wire_batch(self, inputs: Sequence[Mapping[str, Any]]) -> None:
+        """Send one batch of ready-made wire bodies (at most 500), never resending it after an
+        unknown outcome.
+
+        For exporters that count what they sent themselves: a 5xx or a lost response is raised,
+        not retried, so the caller can find out which completions landed (`query`) before it
+        sends the rest again. A 429 is still waited out and resent (HubSpot refuses it before
+        doing anything).
+
+        Args:
+            inputs: `BehavioralEventHttpCompletionRequest` bodies (`eventName`, `objectId`,
+                `occurredAt`, `properties`, `uuid`).
+
+        Raises:
+            ValueError: more than 500 inputs.
+            ValidationFailed: the batch was refused (HubSpot validates it as a whole).
+            RateLimited: a daily or monthly limit (not retried).
+            HubSpotResponseError: another error answer, e.g. a 5xx (outcome unknown).
+            HubSpotTransportError: the network failed (outcome unknown if it was sent).
+        """
+        if len(inputs) > EVENT_BATCH_LIMIT:
+            raise ValueError(f"at most {EVENT_BATCH_LIMIT} events per batch")
+        await self._client.request(
+            "POST",
+            "/events/v3/send/batch",
+            json={"inputs": list(inputs)},
+            idempotent=False,
+            bucket=None,
+        )
+
+    async def query(
+        self,
+        *,
+        object_type: str = "contact",
+        object_id: str | None = None,
+        event_type: str | None = None,
+        ids: Sequence[str] = (),
+        limit: int = 100,
+        after: str | None = None,
+    ) -> EventOccurrencePage:
+        """Read event instances (`GET /events/v3/events`), e.g. to check which of a batch's
+        `uuid`s landed.
+
+        Args:
+            object_type: the CRM object type (`contact`).
+            object_id: only this record's events.
+            event_type: only this event (a fully qualified name).
+            ids: only these event instances (keep the list short: it travels in the URL).
+            limit: page size (at most 1,000 here).
+            after: the cursor from the previous page.
+
+        Returns:
+            The page.
+
+        Raises:
+            HubSpotResponseError: an error answer.
+            HubSpotTransportError: the network failed.
+        """
+        return await self._client.request_model(
+            EventOccurrencePage,
+            "GET",
+            "/events/v3/events",
+            params={
+                "objectType": object_type,
+                "objectId": object_id,
+                "eventType": event_type,
+                "id": list(ids) or None,
+                "limit": limit,
+                "after": after,
+            },
+            idempotent=True,
+        )
+
+    async def add_property(self, event_name: str, prop: EventPropertyDefinition) -> dict[str, Any]:
+        """Add a property to an event definition.
+
+        Args:
+            event_name: the definition's internal name.
+            prop: the property (name, label, type, options).
+
+        Returns:
+            The property as HubSpot stored it.
+
+        Raises:
+            Conflict: the definition already has a property with this name.
+            ValidationFailed: the property is invalid (name, type, or too many).
+            ObjectNotFound: no such definition.
+            HubSpotResponseError: another error answer.
+            HubSpotTransportError: the network failed.
+        """
+        response = await self._client.request(
+            "POST",
+            f"/events/v3/event-definitions/{event_name}/property",
+            json=prop.to_wire(),
+            idempotent=False,
+        )
+        body: dict[str, Any] = response.json()
+        return body
 
     async def create_definition(self, definition: EventDefinitionCreate) -> EventDefinition:
         """Define a custom event.

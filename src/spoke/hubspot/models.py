@@ -606,6 +606,22 @@ class EventDefinitionPage(_Paged):
     total: int | None = None
 
 
+class EventOccurrence(HubSpotModel):
+    """One event instance read back from `GET /events/v3/events`; for a custom event sent
+    with a `uuid`, `id` is that uuid."""
+
+    id: str
+    event_type: str
+    object_type: str | None = None
+    object_id: str | None = None
+    occurred_at: datetime | None = None
+    properties: dict[str, Any] = {}
+
+
+class EventOccurrencePage(_Paged):
+    results: list[EventOccurrence] = []
+
+
 # --- OAuth ------------------------------------------------------------------------------------
 
 

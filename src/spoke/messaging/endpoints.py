@@ -11,8 +11,20 @@ from spoke.core.errors import responses
 from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import Page, decode_cursor, encode_cursor
 from spoke.deps import AppServices, Db
-from spoke.messaging import devices, personalise, providers_config, schemas, service, webhooks
+from spoke.messaging import (
+    channel_providers,
+    devices,
+    personalise,
+    providers_config,
+    saved_segments,
+    schemas,
+    segments,
+    service,
+    templates,
+    webhooks,
+)
 from spoke.messaging.models import Notification
+from spoke.users import activity
 from spoke.users import service as users
 from spoke.users.changes import Origin
 from spoke.users.endpoints import ExternalIdPath, IdentityToken
@@ -176,9 +188,13 @@ def delete_device(token: TokenPath, caller: ServerCaller, session: Db) -> None:
 
 def _content(body: schemas.PushContent, *, ad: bool = False) -> dict[str, Any]:
     content = body.model_dump(
-        include={"title", "body", "image_url", "link_url", "data"}, exclude_none=True
+        include={"title", "body", "image_url", "link_url", "data", *_EMAIL_FIELDS},
+        exclude_none=True,
     )
     return {**content, "ad": True} if ad else content
+
+
+_EMAIL_FIELDS = ("subject", "html", "text", "from_name")
 
 
 def _accepted(notification: Notification) -> dict[str, Any]:
@@ -251,7 +267,16 @@ def push_messages(
     "/notifications",
     response_model=schemas.SendAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(service.PushNotConfigured, personalise.InvalidTemplate),
+    responses=responses(
+        service.PushNotConfigured,
+        personalise.InvalidTemplate,
+        channel_providers.EmailNotConfigured,
+        channel_providers.SmsNotConfigured,
+        templates.TemplateNotFound,
+        templates.TemplateChannelMismatch,
+        saved_segments.SegmentNotFound,
+        segments.InvalidSegment,
+    ),
     tags=["notifications"],
     dependencies=[Idempotent],
 )
@@ -259,24 +284,42 @@ def create_notification(
     body: schemas.NotificationCreate, caller: ServerCaller, session: Db, services: AppServices
 ) -> object:
     """One message to an audience: user ids, a segment by tags (every `key: value` must
-    match), or everyone. A segment is resolved as the send runs; `recipients` in the answer
-    is its size now. Channel `push` only, for now."""
+    match), by `filters`, a saved segment (`segment_id`), or everyone. A segment is resolved
+    as the send runs; `recipients` in the answer is its size now. Content inline or from a
+    stored template (`template_id`, with `variables`); `delayed_option: "timezone"` delivers
+    at `delivery_time_of_day` in each user's zone. Channels `push`, `email` (to the users'
+    email addresses) and `sms` (to their phone numbers); users without a subscribed address
+    are `no_subscription`."""
     audience = body.audience
     segment = None
     if audience.user_ids is None:
         segment = audience.model_dump(exclude_none=True, exclude_defaults=True)
-        segment = segment or {"everyone": True}
+        segment = saved_segments.audience(
+            session, caller.workspace_id, segment or {"everyone": True}
+        )
+    content = _content(body, ad=body.ad)
+    if body.template_id is not None:
+        stored = templates.content_for_send(
+            session, caller.workspace_id, body.template_id, body.channel
+        )
+        content = {**stored, "ad": True} if body.ad else stored
+    if body.variables:
+        content["variables"] = body.variables
+    if body.channel == "email" and not body.track_clicks:
+        content["track_clicks"] = False
     notification = service.create_push(
         session,
         services.jobs,
         caller.workspace_id,
         source="users" if segment is None else "segment",
-        content=_content(body, ad=body.ad),
+        content=content,
         recipients=list(dict.fromkeys(audience.user_ids or [])),
         request_group_id=body.request_group_id,
         send_at=body.send_at,
         audience=segment,
+        channel=body.channel,
     )
+    notification.delivery_time_of_day = body.delivery_time_of_day
     return _accepted(notification)
 
 
@@ -422,6 +465,7 @@ def client_register_device(
     verify_identity(services, workspace, body.external_id, identity_token)
     user = devices.ensure_user(session, _client_origin(request, workspace.id), body.external_id)
     subscription, created = devices.register(session, user, body.token, body.platform)
+    activity.touch(session, workspace.id, [user.external_id])
     if created:
         response.status_code = status.HTTP_201_CREATED
     return devices.render(subscription, user.external_id)
@@ -479,4 +523,6 @@ def client_event(
         raise service.RecipientNotFound(
             "This user was not a recipient of this notification."
         ) from None
-    return service.render_delivery(service.record_event(session, notification, user, body.event))
+    delivery = service.record_event(session, notification, user, body.event)
+    activity.touch(session, workspace.id, [user.external_id])
+    return service.render_delivery(delivery)

@@ -12,11 +12,14 @@ Under the notification's lease, in two interleaved phases:
    commit made the instant before its requests are written, and its outcome (`sent`, or
    `failed` with the reason; refused tokens become `invalid`) is committed within a few
    milliseconds of the answer. A recipient is never sent to by two runs: the delivery key
-   is per notification, user and channel, and only `queued` rows are sent.
+   is per notification, user and channel, and only `queued` rows are sent. Email and SMS
+   (`channel_send.ChannelSender`) pass each delivery's gate to the channel, so they go
+   through the same journal. Only deliveries that are due (`local_delivery.due`) are read;
+   when the rest wait for their local time, the run parks instead of completing.
 
 After `kill -9` the sweeper re-enqueues the notification once the lease runs out. The new
 run settles what the dead one left `sending` (`send_journal.resolve_unknown`: it was
-written to FCM, so it is not sent again) and carries on with what is still queued.
+written to the provider, so it is not sent again) and carries on with what is still queued.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 import structlog
@@ -38,7 +40,8 @@ from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
 from spoke.core.crypto import Encryptor
 from spoke.core.db import make_session_factory, session_scope, table_of
-from spoke.messaging import personalise, providers_config
+from spoke.messaging import addresses, local_delivery, personalise, providers_config
+from spoke.messaging.channel_send import ChannelSender, Sendable
 from spoke.messaging.models import Delivery, Notification, Subscription
 from spoke.messaging.providers.base import (
     ProviderConfigError,
@@ -69,7 +72,7 @@ class FanoutOptions:
     journal_interval: float = 0.002
 
 
-ProviderFactory = Callable[[Session, Notification], PushProvider]
+ProviderFactory = Callable[[Session, Notification], Sendable]
 
 
 def fcm_factory(encryptor: Encryptor, options: FanoutOptions) -> ProviderFactory:
@@ -113,7 +116,7 @@ def run(
         pending.started_at = pending.started_at or utcnow()
         settled = resolve_unknown(session, notification_id, owner)
         try:
-            provider: PushProvider | None = provider_factory(session, pending)
+            provider: Sendable | None = provider_factory(session, pending)
         except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
             provider, error = None, str(exc)
     if settled:
@@ -132,10 +135,15 @@ def run(
                 on_finished(notification_id)
             return True
         with session_scope(sessions) as session:
-            leases.release(session, Notification, notification_id, owner, "completed")
-            notification = session.get(Notification, notification_id)
-            assert notification is not None
-            notification.finished_at = utcnow()
+            resume_at = local_delivery.park(session, notification_id, owner)
+            if resume_at is None:
+                leases.release(session, Notification, notification_id, owner, "completed")
+                notification = session.get(Notification, notification_id)
+                assert notification is not None
+                notification.finished_at = utcnow()
+        if resume_at is not None:  # the rest wait for their local time
+            log.info("fanout.parked", notification_id=notification_id, resume_at=resume_at)
+            return True
         log.info("fanout.completed", notification_id=notification_id)
         if on_finished is not None:
             on_finished(notification_id)
@@ -228,6 +236,8 @@ def _plan_chunk(
 
 
 def _reachable(session: Session, notification: Notification, user_ids: list[int]) -> set[int]:
+    if notification.channel in addresses.ADDRESS_CHANNELS:  # email/SMS follow users' fields
+        addresses.reconcile(session, notification.workspace_id, notification.channel, user_ids)
     return set(
         session.scalars(
             sa.select(Subscription.user_id)
@@ -268,6 +278,7 @@ def _insert_deliveries(
         }
         for external_id, user_id in users.items()
     ]
+    local_delivery.stamp(session, notification, rows)
     bulk.insert(session, table_of(Delivery), rows)
 
 
@@ -331,6 +342,7 @@ def _claim_batch(
                 Delivery.status == "queued",
                 Delivery.id > after,
             )
+            .where(local_delivery.due())
             .order_by(Delivery.id)
             .limit(limit)
         ).all()
@@ -396,11 +408,10 @@ _YES = frozenset({"yes", "y", "true", "1"})
 
 
 def _night_rule(session: Session, batch: list[_Recipient], user_ids: list[int]) -> None:
-    """No advertising push 21:00-08:00 in the user's time zone (UTC when unknown) without
-    the user's separate night-time consent (Korean Network Act art. 50; messaging.md §4)."""
-    zones = dict(
-        session.execute(sa.select(User.id, User.timezone).where(User.id.in_(user_ids))).all()
-    )
+    """No advertising push 21:00-08:00 in the user's time zone (else the workspace's, else
+    UTC) without the user's separate night-time consent (Korean Network Act art. 50;
+    messaging.md §4)."""
+    zones = local_delivery.zones_for(session, user_ids)
     consenting = set(
         session.scalars(
             sa.select(UserTag.user_id).where(
@@ -414,10 +425,7 @@ def _night_rule(session: Session, batch: list[_Recipient], user_ids: list[int]) 
     for recipient, user_id in zip(batch, user_ids, strict=True):
         if user_id in consenting or recipient.error is not None:
             continue
-        try:
-            local = now.astimezone(ZoneInfo(zones.get(user_id) or "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            local = now
+        local = now.astimezone(zones.get(user_id, local_delivery.UTC_ZONE))
         if local.hour >= 21 or local.hour < 8:
             recipient.error = (
                 f"night_time_rule: {local:%H:%M} local time, no `{NIGHT_CONSENT_TAG}` consent"
@@ -452,7 +460,7 @@ def _outcome(
     gone = [
         {
             "id": sub_id,
-            "status": "invalid",
+            "status": answer.address_status or "invalid",
             "status_reason": (answer.reason or "")[:200],
             "updated_at": now,
         }
@@ -514,10 +522,19 @@ async def _heartbeat(
 async def _send_batch(
     journal: SendJournal,
     notification_id: str,
-    provider: PushProvider,
+    provider: Sendable,
     base: dict[str, Any],
     batch: list[_Recipient],
 ) -> None:
+    if isinstance(provider, ChannelSender):
+        # Email, SMS: the channel builds its messages; each attempt passes through its
+        # delivery's gate like a push request, so the journal covers every channel.
+        gates = {r.delivery_id: DeliveryGate(journal, r.delivery_id) for r in batch}
+        results = await provider.send_batch(notification_id, base, batch, gates.__getitem__)
+        for recipient, answers in zip(batch, results, strict=True):
+            journal.outcome(recipient.delivery_id, *_outcome(recipient, answers))
+        return
+
     async def deliver(recipient: _Recipient) -> None:
         if recipient.error is not None:
             failed = SendResult("failed", reason=recipient.error)
@@ -541,7 +558,7 @@ async def _send_all(
     sessions: sessionmaker[Session],
     notification_id: str,
     owner: str,
-    provider: PushProvider,
+    provider: Sendable,
     options: FanoutOptions,
 ) -> None:
     """Send everything, keeping the provider busy: two batches in flight while the next

@@ -83,6 +83,8 @@ class Notification(Leased, Base):
     error: Mapped[str | None] = mapped_column(sa.Text, default=None)
     # Not sent before this time; the sweeper re-offers a queued notification every minute.
     send_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Local-time delivery ("09:00:00"): each recipient at that time in their own zone.
+    delivery_time_of_day: Mapped[str | None] = mapped_column(sa.String(8), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -116,6 +118,8 @@ class Delivery(Base):
     content: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     devices_sent: Mapped[int] = mapped_column(default=0)
     provider_message_id: Mapped[str | None] = mapped_column(sa.String(200), default=None)
+    # Not sent before this time (local-time delivery); null: as soon as claimed.
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -12,6 +12,10 @@ from pydantic import (
     model_validator,
 )
 
+from spoke.messaging.channel_schemas import EmailContent, check_channel_content
+from spoke.messaging.local_delivery import LocalDelivery
+from spoke.messaging.segment_schemas import Filters
+from spoke.messaging.template_schemas import TemplateChoice
 from spoke.users.schemas import ExternalId
 
 # FCM registration tokens are ~160 URL-safe characters; APNs tokens are hex; allow both.
@@ -160,25 +164,44 @@ TagValue = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class Audience(Input):
-    """Exactly one of: `user_ids`, `tags` (users having every tag key = value), `everyone`."""
+    """Exactly one of: `user_ids`, `tags` (users having every tag key = value), `filters`,
+    `segment_id` (a saved segment), `everyone`."""
 
     user_ids: list[ExternalId] | None = Field(None, min_length=1, max_length=MAX_SAME_CONTENT_USERS)
     tags: dict[TagKey, TagValue] | None = Field(
         None, min_length=1, max_length=20, description="All must match (AND)."
     )
+    filters: Filters | None = Field(
+        None, description='Conditions, AND-ed; `{"operator": "OR"}` starts another group.'
+    )
+    segment_id: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     everyone: bool = False
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Audience:
-        chosen = [self.user_ids is not None, self.tags is not None, self.everyone]
+        chosen = [
+            self.user_ids is not None,
+            self.tags is not None,
+            self.filters is not None,
+            self.segment_id is not None,
+            self.everyone,
+        ]
         if sum(chosen) != 1:
-            raise ValueError("give exactly one of user_ids, tags or everyone=true")
+            raise ValueError(
+                "give exactly one of user_ids, tags, filters, segment_id or everyone=true"
+            )
         return self
 
 
-class NotificationCreate(PushContent, SendOptions):
-    channel: Literal["push"] = Field(description="Only `push` for now.")
+class NotificationCreate(PushContent, EmailContent, SendOptions, TemplateChoice, LocalDelivery):
+    channel: Literal["push", "email", "sms"] = Field(
+        description="`push` (title, body, image_url, link_url, data), `email` (subject, html "
+        "and/or text, from_name, track_clicks) or `sms` (body); or a stored template of that "
+        "channel (`template_id`)."
+    )
     audience: Audience
+
+    _channel_content = model_validator(mode="after")(check_channel_content)
 
 
 class SendAccepted(BaseModel):
@@ -220,6 +243,9 @@ class NotificationOut(BaseModel):
     unavailable: Unavailable
     error: str | None
     send_at: datetime | None
+    delivery_time_of_day: str | None = Field(
+        None, description="Local-time delivery: each recipient at this time in their zone."
+    )
     created_at: datetime
     finished_at: datetime | None
 
@@ -242,6 +268,9 @@ class DeliveryOut(BaseModel):
     status: str
     reason: str | None
     devices_sent: int
+    not_before: datetime | None = Field(
+        None, description="Local-time delivery: not sent before this time."
+    )
     sent_at: datetime | None
     delivered_at: datetime | None
     clicked_at: datetime | None

@@ -20,7 +20,7 @@ from spoke.core.errors import Conflict, NotFound
 from spoke.core.ids import new_id
 from spoke.core.jobs import JobRuntime
 from spoke.core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from spoke.messaging import personalise, providers_config
+from spoke.messaging import channel_providers, personalise, providers_config, segments
 from spoke.messaging.models import Delivery, Notification
 from spoke.users.models import User, UserTag
 
@@ -53,8 +53,9 @@ def create_push(
     request_group_id: str | None,
     send_at: datetime | None = None,
     audience: dict[str, Any] | None = None,
+    channel: str = "push",
 ) -> Notification:
-    """Store a push send and queue its fan-out (after commit).
+    """Store a send (push, or `channel` email/sms) and queue its fan-out (after commit).
 
     Args:
         source: `users` (same `content` to the external ids in `recipients`), `messages`
@@ -63,21 +64,25 @@ def create_push(
 
     Raises:
         PushNotConfigured: the workspace has no push provider yet.
+        EmailNotConfigured, SmsNotConfigured: likewise for those channels.
     """
     personalise.check(content)
     if source == "messages":
         for index, item in enumerate(recipients):
             personalise.check(item, prefix=f"body.messages.{index}")
-    try:
-        providers_config.get_push(session, workspace_id)
-    except providers_config.ProviderNotConfigured as exc:
-        raise PushNotConfigured(exc.detail) from None
+    if channel != "push":
+        channel_providers.require(session, workspace_id, channel)
+    else:
+        try:
+            providers_config.get_push(session, workspace_id)
+        except providers_config.ProviderNotConfigured as exc:
+            raise PushNotConfigured(exc.detail) from None
     notification_id = new_id("ntf")
     notification = Notification(
         id=notification_id,
         workspace_id=workspace_id,
         request_group_id=request_group_id or notification_id,
-        channel="push",
+        channel=channel,
         source=source,
         content=content,
         recipients=list(recipients),
@@ -100,7 +105,8 @@ def create_push(
 
 
 def audience_filter(workspace_id: str, audience: dict[str, Any]) -> sa.ColumnElement[bool]:
-    """Users a segment audience matches: live users of the workspace having every tag."""
+    """Users a segment audience matches: live users of the workspace having every tag, or
+    matching the `filters` (`segments.py`)."""
     clauses = [User.workspace_id == workspace_id, User.deleted_at.is_(None)]
     for key, value in (audience.get("tags") or {}).items():
         clauses.append(
@@ -108,6 +114,8 @@ def audience_filter(workspace_id: str, audience: dict[str, Any]) -> sa.ColumnEle
                 UserTag.user_id == User.id, UserTag.key == key, UserTag.value == value
             )
         )
+    if audience.get("filters"):
+        clauses.append(segments.clause(audience["filters"]))
     return sa.and_(*clauses)
 
 
@@ -215,6 +223,7 @@ def render(session: Session, notification: Notification) -> dict[str, Any]:
         },
         "error": notification.error,
         "send_at": notification.send_at,
+        "delivery_time_of_day": notification.delivery_time_of_day,
         "created_at": notification.created_at,
         "finished_at": notification.finished_at,
     }
@@ -277,6 +286,7 @@ def render_delivery(delivery: Delivery) -> dict[str, Any]:
         "status": status,
         "reason": delivery.reason,
         "devices_sent": delivery.devices_sent,
+        "not_before": delivery.not_before,
         "sent_at": delivery.sent_at,
         "delivered_at": delivery.delivered_at,
         "clicked_at": delivery.clicked_at,

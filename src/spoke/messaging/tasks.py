@@ -7,7 +7,7 @@ import uuid
 from spoke.core.db import session_scope
 from spoke.core.jobs import JobContext, job
 from spoke.core.leases import register_sweepable
-from spoke.messaging import fanout, webhooks
+from spoke.messaging import channel_send, fanout, webhooks
 from spoke.messaging.models import Notification
 from spoke.messaging.providers.fcm import RetryPolicy
 
@@ -34,7 +34,9 @@ def fan_out(ctx: JobContext, notification_id: str) -> None:
     fanout.run(
         ctx.sessions,
         notification_id,
-        provider_factory=fanout.fcm_factory(ctx.encryptor, options),
+        provider_factory=channel_send.factory(
+            fanout.fcm_factory(ctx.encryptor, options), ctx.encryptor, ctx.settings, options.retry
+        ),
         options=options,
         owner=f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}",
         on_finished=lambda done: ctx.runtime.enqueue(UNAVAILABLE_JOB, notification_id=done),

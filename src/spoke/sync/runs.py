@@ -17,7 +17,8 @@ email, writes by key, comparisons against current values).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,20 +34,16 @@ from spoke.core.crypto import Encryptor
 from spoke.core.db import session_scope
 from spoke.core.errors import Conflict, NotFound
 from spoke.core.ids import new_id
-from spoke.hubspot import BlockingClient, ObjectPage, SearchRequest, SimplePublicObject
-from spoke.sync import mapping as fm
-from spoke.sync.engine import ORIGIN, _link, _Out, _Sent, _upsert_split, validated
-from spoke.sync.models import ContactLink, ContactSyncRun, ContactSyncSettings
-from spoke.sync.settings import Effective, effective, ensure_row
-from spoke.users import lists as user_lists
-from spoke.users import service as users
-from spoke.users.changes import Origin
-from spoke.users.models import STANDARD_FIELDS, ListMembership, User, UserList
+from spoke.hubspot import BlockingClient, SearchRequest
+from spoke.sync import backfill_lanes as lanes
+from spoke.sync import backfill_to_hubspot as to_hubspot
+from spoke.sync.models import ContactSyncRun, ContactSyncSettings
+from spoke.sync.run_frontier import IdFrontier
+from spoke.sync.settings import effective, ensure_row
 
 log = structlog.get_logger("spoke.sync.runs")
 
 PAGE = 100
-SAMPLE_CAP = 50
 ACTIVE = ("queued", "running")
 RUN_JOB = "sync.manual_run"
 
@@ -129,47 +126,6 @@ def list_runs(session: Session, workspace_id: str, limit: int = 20) -> list[Cont
 # -- processing --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Counts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    duplicates: int = 0
-    conflicts: int = 0
-    excluded: int = 0
-    failed: int = 0
-    done: int = 0
-    conflict_samples: list[dict[str, Any]] = field(default_factory=list)
-    error_samples: list[dict[str, Any]] = field(default_factory=list)
-
-    def conflict(self, record: str, name: str, spoke: Any, hubspot: Any, winner: str) -> None:
-        self.conflicts += 1
-        self.conflict_samples.append(
-            {"record": record, "field": name, "spoke": spoke, "hubspot": hubspot, "kept": winner}
-        )
-
-    def error(self, record: str, reason: str) -> None:
-        self.failed += 1
-        self.error_samples.append({"record": record, "reason": reason[:500]})
-
-    def add_to(self, run: ContactSyncRun) -> None:
-        for name in (
-            "created",
-            "updated",
-            "unchanged",
-            "duplicates",
-            "conflicts",
-            "excluded",
-            "failed",
-            "done",
-        ):
-            setattr(run, name, getattr(run, name) + getattr(self, name))
-        samples = dict(run.samples or {})
-        samples["conflicts"] = [*samples.get("conflicts", []), *self.conflict_samples][:SAMPLE_CAP]
-        samples["errors"] = [*samples.get("errors", []), *self.error_samples][:SAMPLE_CAP]
-        run.samples = samples
-
-
 def process(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -186,7 +142,7 @@ def process(
             return False
         run = session.get(ContactSyncRun, run_id)
         assert run is not None
-        workspace_id = run.workspace_id
+        workspace_id, direction = run.workspace_id, run.direction
         if run.started_at is None:
             run.started_at = utcnow()
     try:
@@ -196,8 +152,11 @@ def process(
                 assert run is not None
                 if run.total is None:
                     run.total = _total(session, hs, run)
-            while _page(sessions, hs, run_id, owner, lease_seconds):
-                pass
+            job = _Job(sessions, hs, run_id, owner, lease_seconds)
+            if direction == "to_hubspot":
+                _to_hubspot(job, workspace_id, settings.hubspot.backfill_concurrency)
+            else:
+                _to_spoke(job)
     except connections.NotConnected as exc:
         with session_scope(sessions) as session:
             run = session.get(ContactSyncRun, run_id)
@@ -214,362 +173,76 @@ def process(
     return True
 
 
+@dataclass(frozen=True)
+class _Job:
+    sessions: sessionmaker[Session]
+    hs: BlockingClient
+    run_id: str
+    owner: str
+    lease_seconds: float
+
+    def checkpoint(self) -> dict[str, Any]:
+        with session_scope(self.sessions) as session:
+            run = session.get(ContactSyncRun, self.run_id)
+            assert run is not None
+            return dict(run.checkpoint or {})
+
+    def finish(self) -> None:
+        with session_scope(self.sessions) as session:
+            leases.renew(session, ContactSyncRun, self.run_id, self.owner, self.lease_seconds)
+            run = session.get(ContactSyncRun, self.run_id)
+            assert run is not None
+            run.checkpoint = {"finished": True}
+
+
 def _total(session: Session, hs: BlockingClient, run: ContactSyncRun) -> int:
     if run.direction == "to_hubspot":
-        return int(
-            session.scalar(
-                sa.select(sa.func.count())
-                .select_from(User)
-                .where(User.workspace_id == run.workspace_id, User.deleted_at.is_(None))
-            )
-            or 0
-        )
+        return to_hubspot.total(session, run.workspace_id)
     page = hs.call(lambda c: c.contacts.search(SearchRequest(limit=1)))
     return page.total
 
 
-def _page(
-    sessions: sessionmaker[Session],
-    hs: BlockingClient,
-    run_id: str,
-    owner: str,
-    lease_seconds: float,
-) -> bool:
-    """Process one page; returns True while pages remain."""
-    with session_scope(sessions) as session:
-        run = session.get(ContactSyncRun, run_id)
-        assert run is not None
-        if run.checkpoint.get("finished"):
-            return False
-        row = ensure_row(session, run.workspace_id)
-        eff = effective(session, row)
-        direction = run.direction
-        checkpoint = dict(run.checkpoint)
-        if direction == "to_hubspot":
-            after = int(checkpoint.get("after_user_id", 0))
-            plan = _plan_to_hubspot_page(session, eff, after)
-        else:
-            after_cursor = checkpoint.get("after")
-    if direction == "to_hubspot":
-        return _to_hubspot(sessions, hs, run_id, owner, lease_seconds, eff, plan)
-    props = sorted({m.hubspot for m in eff.mappings} | {"email"})
-    page: ObjectPage = hs.call(
-        lambda c: c.contacts.list(limit=PAGE, after=after_cursor, properties=props)
-    )
-    with session_scope(sessions) as session:
-        leases.renew(session, ContactSyncRun, run_id, owner, lease_seconds)
-        run = session.get(ContactSyncRun, run_id)
-        assert run is not None
-        counts = _apply_to_spoke_page(session, run, effective(session, eff.row), page.results)
-        counts.add_to(run)
-        nxt = page.next_after
-        run.checkpoint = {"after": nxt} if nxt else {"finished": True}
-        return nxt is not None
-
-
-# -- Spoke → HubSpot ---------------------------------------------------------------------------
-
-
-@dataclass
-class _PagePlan:
-    users: list[User]
-    last_id: int
-    excluded: set[int]
-
-
-def _plan_to_hubspot_page(session: Session, eff: Effective, after: int) -> _PagePlan:
-    rows = list(
-        session.scalars(
-            sa.select(User)
-            .where(
-                User.workspace_id == eff.row.workspace_id,
-                User.deleted_at.is_(None),
-                User.id > after,
-            )
-            .order_by(User.id)
-            .limit(PAGE)
-        )
-    )
-    excluded: set[int] = set()
-    if eff.row.send_list_ids is not None and rows:
-        members = set(
-            session.scalars(
-                sa.select(ListMembership.user_id).where(
-                    ListMembership.list_id.in_(eff.row.send_list_ids),
-                    ListMembership.user_id.in_([u.id for u in rows]),
+def _to_hubspot(job: _Job, workspace_id: str, concurrency: int) -> None:
+    """Several pages in flight: the portal's request budget, not latency, sets the pace."""
+    checkpoint = job.checkpoint()
+    if checkpoint.get("finished"):
+        return
+    frontier = IdFrontier.from_checkpoint(checkpoint)
+    pages = to_hubspot.plan_pages(job.sessions, workspace_id, frontier)
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="sync-run") as pool:
+        running: set[Future[None]] = set()
+        for page in pages:
+            if len(running) >= concurrency:
+                finished, running = wait(running, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    future.result()  # a failed page stops the run; the job retries it
+            running.add(
+                pool.submit(
+                    to_hubspot.process_page,
+                    job.sessions,
+                    job.hs,
+                    job.run_id,
+                    job.owner,
+                    job.lease_seconds,
+                    page,
                 )
             )
-        )
-        excluded = {u.id for u in rows if u.id not in members}
-    for user in rows:
-        session.expunge(user)
-    return _PagePlan(rows, rows[-1].id if rows else after, excluded)
+        for future in running:
+            future.result()
+    job.finish()
 
 
-def _desired(eff: Effective, user: User) -> dict[str, str]:
-    profile = {name: getattr(user, name) for name in STANDARD_FIELDS}
-    out = {
-        m.hubspot: fm.to_hubspot(fm.read_user_value(m, profile, user.custom or {}), m.spoke_type)
-        for m in eff.mappings
-    }
-    out["email"] = (user.email or "").strip().lower()
-    out.update((eff.row.constants or {}).get("to_hubspot", {}))
-    return out
-
-
-def _to_hubspot(
-    sessions: sessionmaker[Session],
-    hs: BlockingClient,
-    run_id: str,
-    owner: str,
-    lease_seconds: float,
-    eff: Effective,
-    plan: _PagePlan,
-) -> bool:
-    counts = _Counts()
-    with session_scope(sessions) as session:
-        run = session.get(ContactSyncRun, run_id)
+def _to_spoke(job: _Job) -> None:
+    if job.checkpoint().get("finished"):
+        return
+    with session_scope(job.sessions) as session:
+        run = session.get(ContactSyncRun, job.run_id)
         assert run is not None
-        source, dry = run.source_app, run.dry_run
-    sendable: list[User] = []
-    seen: set[str] = set()
-    for user in plan.users:
-        counts.done += 1
-        email = (user.email or "").strip().lower()
-        if user.id in plan.excluded or not email or email in seen:
-            counts.excluded += 1
-            continue
-        seen.add(email)
-        sendable.append(user)
+        eff = effective(session, ensure_row(session, run.workspace_id))
     props = sorted({m.hubspot for m in eff.mappings} | {"email"})
-    existing: dict[str, SimplePublicObject] = {}
-    if sendable:
-        found = hs.call(
-            lambda c: c.contacts.batch_read(
-                [(u.email or "").strip().lower() for u in sendable],
-                properties=props,
-                id_property="email",
-            )
-        )
-        existing = {(c.properties.get("email") or "").lower(): c for c in found.results}
-    outs: list[_Out] = []
-    for user in sendable:
-        desired = _desired(eff, user)
-        email = desired["email"]
-        remote = existing.get(email)
-        if remote is None:
-            send = {k: v for k, v in desired.items() if v != ""}
-            counts.created += 1
-            outs.append(_Out(user.id, user.external_id, email, None, send, desired))
-            continue
-        counts.duplicates += 1
-        send = {}
-        for name, value in desired.items():
-            theirs = remote.properties.get(name) or ""
-            if value == "" or value == theirs:
-                continue  # a blank never overwrites
-            if theirs != "":
-                winner = source
-                counts.conflict(user.external_id, name, value, theirs, winner)
-                if winner == "hubspot":
-                    continue
-            send[name] = value
-        if send:
-            counts.updated += 1
-            outs.append(_Out(user.id, user.external_id, email, remote.id, send, desired))
-        else:
-            counts.unchanged += 1
-            outs.append(_Out(user.id, user.external_id, email, remote.id, {}, desired))
-    sent = _Sent()
-    to_send = [o for o in outs if o.props]
-    if not dry:
-        for i in range(0, len(to_send), PAGE):
-            _upsert_split(hs, to_send[i : i + PAGE], sent)
-    with session_scope(sessions) as session:
-        leases.renew(session, ContactSyncRun, run_id, owner, lease_seconds)
-        run = session.get(ContactSyncRun, run_id)
-        assert run is not None
-        if not dry:
-            _store_links_to_hubspot(session, eff, outs, existing, sent, counts)
-        counts.add_to(run)
-        more = len(plan.users) == PAGE
-        run.checkpoint = {"after_user_id": plan.last_id} if more else {"finished": True}
-        return more
-
-
-def _store_links_to_hubspot(
-    session: Session,
-    eff: Effective,
-    outs: list[_Out],
-    existing: dict[str, SimplePublicObject],
-    sent: _Sent,
-    counts: _Counts,
-) -> None:
-    now = utcnow()
-    workspace_id = eff.row.workspace_id
-    for out in outs:
-        remote = existing.get(out.email)
-        if out.props and out.user_id not in sent.ok:
-            reason = sent.failed.get(out.user_id, "not sent")
-            counts.error(out.external_id, reason)
-            link = _link(session, workspace_id, out.user_id)
-            link.state, link.reason, link.updated_at = "failing", reason, now
-            link.failures += 1
-            continue
-        hubspot_id = sent.ok[out.user_id][0] if out.props else (remote.id if remote else None)
-        if hubspot_id is None:
-            continue
-        holder = session.scalar(
-            sa.select(ContactLink).where(
-                ContactLink.workspace_id == workspace_id, ContactLink.hubspot_id == hubspot_id
-            )
-        )
-        link = _link(session, workspace_id, out.user_id)
-        if holder is not None and holder.user_id != out.user_id:
-            link.state, link.reason = "excluded", "another user is linked to this contact"
-            continue
-        agreed = {
-            name: (remote.properties.get(name) or "") if remote else "" for name in out.desired
-        }
-        agreed.update(out.props)
-        link.hubspot_id = hubspot_id
-        link.snapshot = agreed
-        link.state, link.reason, link.failures = "in_sync", None, 0
-        link.last_synced_at = link.updated_at = now
-        link.settings_version = eff.row.version
-        session.flush()
-
-
-# -- HubSpot → Spoke ---------------------------------------------------------------------------
-
-
-def _apply_to_spoke_page(
-    session: Session, run: ContactSyncRun, eff: Effective, contacts: list[SimplePublicObject]
-) -> _Counts:
-    counts = _Counts()
-    workspace_id = run.workspace_id
-    ids = [c.id for c in contacts]
-    links = {
-        link.hubspot_id: link
-        for link in session.scalars(
-            sa.select(ContactLink).where(
-                ContactLink.workspace_id == workspace_id, ContactLink.hubspot_id.in_(ids)
-            )
-        )
-    }
-    emails = [(c.properties.get("email") or "").strip().lower() for c in contacts]
-    by_email: dict[str, User] = {}
-    for found in session.scalars(
-        sa.select(User)
-        .where(
-            User.workspace_id == workspace_id,
-            User.email.in_([e for e in emails if e]),
-            User.deleted_at.is_(None),
-        )
-        .order_by(User.id)
-    ):
-        by_email.setdefault((found.email or "").lower(), found)
-    linked_ids = [link.user_id for link in links.values()]
-    by_id = (
-        {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(linked_ids)))}
-        if linked_ids
-        else {}
+    lanes.run_both_lanes(
+        lanes.LaneJob(job.sessions, job.hs, job.run_id, job.owner, job.lease_seconds, props)
     )
-    constants = dict((eff.row.constants or {}).get("to_spoke", {}))
-    items: list[users.WriteItem] = []
-    pending: list[tuple[users.WriteItem, SimplePublicObject, bool, dict[str, str]]] = []
-    seen: set[str] = set()
-    for contact in contacts:
-        counts.done += 1
-        email = (contact.properties.get("email") or "").strip().lower()
-        link = links.get(contact.id)
-        user: User | None = by_id.get(link.user_id) if link is not None else by_email.get(email)
-        if not email or email in seen or (user is not None and user.deleted_at is not None):
-            counts.excluded += 1
-            continue
-        seen.add(email)
-        profile = (
-            {name: getattr(user, name) for name in STANDARD_FIELDS} if user is not None else {}
-        )
-        custom = dict(user.custom or {}) if user is not None else {}
-        values: dict[str, Any] = {}
-        record = user.external_id if user is not None else f"hubspot-{contact.id}"
-        for m in eff.mappings:
-            remote = contact.properties.get(m.hubspot) or ""
-            local = fm.to_hubspot(fm.read_user_value(m, profile, custom), m.spoke_type)
-            if remote == "" or remote == local:
-                continue
-            if user is not None and local != "":
-                counts.conflict(record, m.spoke, local, remote, run.source_app)
-                if run.source_app == "spoke":
-                    continue
-            try:
-                value = fm.to_spoke(remote, m.spoke_type)
-            except ValueError as exc:
-                counts.error(record, f"{m.hubspot}: {exc}")
-                continue
-            if m.custom_name is not None:
-                values.setdefault("custom", {})[m.custom_name] = value
-            else:
-                values[m.spoke] = value
-        for name, value in constants.items():
-            if name.startswith("custom."):
-                if custom.get(name.removeprefix("custom.")) != value:
-                    values.setdefault("custom", {})[name.removeprefix("custom.")] = value
-            elif profile.get(name) != value:
-                values[name] = value
-        creating = user is None
-        if creating:
-            values["email"] = email
-            counts.created += 1
-        else:
-            counts.duplicates += 1
-            if values:
-                counts.updated += 1
-            else:
-                counts.unchanged += 1
-        fields_in, problems = validated(values)
-        for problem in problems:
-            counts.error(record, problem)
-        if fields_in is None:
-            continue
-        agreed = {m.hubspot: contact.properties.get(m.hubspot) or "" for m in eff.mappings}
-        item = users.WriteItem(record, fields_in)
-        items.append(item)
-        pending.append((item, contact, creating, agreed))
-    if run.dry_run or not items:
-        return counts
-    origin = Origin(workspace_id, ORIGIN, f"run:{run.id}")
-    outcomes = users.write_users(session, origin, items)
-    created: list[str] = []
-    now = utcnow()
-    for (item, contact, creating, agreed), outcome in zip(pending, outcomes, strict=True):
-        if outcome.error is not None:
-            counts.error(item.external_id, outcome.error.detail)
-            continue
-        user_id = session.scalar(
-            sa.select(User.id).where(
-                User.workspace_id == workspace_id, User.external_id == item.external_id
-            )
-        )
-        assert user_id is not None
-        holder = links.get(contact.id)
-        link = holder if holder is not None else _link(session, workspace_id, user_id)
-        if link.hubspot_id not in (None, contact.id):
-            continue  # the user follows another contact; leave that pairing alone
-        link.hubspot_id = contact.id
-        link.snapshot = agreed
-        link.state, link.reason, link.failures = "in_sync", None, 0
-        link.last_synced_at = link.updated_at = now
-        link.settings_version = eff.row.version
-        if creating:
-            created.append(item.external_id)
-        session.flush()
-    if created and eff.row.receive_list_id:
-        target = session.get(UserList, eff.row.receive_list_id)
-        if target is not None and target.workspace_id == workspace_id:
-            user_lists.change_membership(session, origin, target, created, add=True)
-    return counts
 
 
 def progress(run: ContactSyncRun) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from spoke.core.errors import InvalidInput, responses, validation_errors
 from spoke.core.http import TransactionalRoute
 from spoke.core.pagination import Page
 from spoke.deps import AppServices, Db
+from spoke.users import activity, lists, schemas, service
 from spoke.users import changes as feed
-from spoke.users import lists, schemas, service
 from spoke.users.changes import Origin, request_origin
 from spoke.users.schemas import EXTERNAL_ID_PATTERN, UserBatchItem, UserFields
 from spoke.users.service import Outcome, WriteItem
@@ -391,4 +391,5 @@ def client_update_user(
     origin = Origin(workspace.id, "client", "client", getattr(request.state, "request_id", None))
     outcome = service.write_users(session, origin, [WriteItem(external_id, values)])[0]
     _raise_item_error(outcome)
+    activity.touch(session, workspace.id, [external_id])
     return _one(session, workspace.id, external_id)

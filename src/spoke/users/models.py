@@ -48,6 +48,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the user's app last called Spoke with the client key (device, events, profile);
+    # activity, not profile: no change row, no new version.
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class UserTag(Base):

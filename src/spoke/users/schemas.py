@@ -167,6 +167,9 @@ class User(BaseModel):
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    last_seen_at: datetime | None = Field(
+        None, description="When the user's app last called Spoke (client key)."
+    )
 
 
 class TagsPatch(Input):

@@ -533,6 +533,7 @@ def render(session: Session, users: Sequence[User]) -> list[dict[str, Any]]:
             "created_at": u.created_at,
             "updated_at": u.updated_at,
             "deleted_at": u.deleted_at,
+            "last_seen_at": u.last_seen_at,
         }
         for u in users
     ]

@@ -26,10 +26,15 @@ def get_workspace(caller: ServerCaller, session: Db) -> object:
     dependencies=[Idempotent],
 )
 def update_workspace(body: schemas.WorkspaceUpdate, caller: AdminCaller, session: Db) -> object:
-    """Rename the workspace or switch identity verification for client calls."""
+    """Rename the workspace, switch identity verification for client calls, or set the
+    time zone of users who have none."""
     workspace = service.get_workspace(session, caller.workspace_id)
     return service.update_workspace(
-        session, workspace, name=body.name, identity_verification=body.identity_verification
+        session,
+        workspace,
+        name=body.name,
+        identity_verification=body.identity_verification,
+        timezone=body.timezone,
     )
 
 

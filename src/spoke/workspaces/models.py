@@ -35,6 +35,8 @@ class Workspace(Base):
     # Bumped under a row lock by every user change: gives a gap-free, commit-ordered
     # sequence per workspace for the change feed (an auto-increment id is not commit-ordered).
     change_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # IANA zone for users who have none: local-time delivery and the night-time ad rule.
+    timezone: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

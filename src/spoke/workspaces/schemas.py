@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from spoke.users.validation import normalise_email
+from spoke.users.validation import normalise_email, normalise_timezone
 from spoke.workspaces.models import Role
 
 
@@ -25,12 +25,23 @@ class Workspace(Schema):
         description="Client calls must carry `X-Identity-Token` = HMAC-SHA256(identity secret, "
         "external id), hex."
     )
+    timezone: str | None = Field(
+        None, description="IANA zone for users without one (local-time sends, ad night rule)."
+    )
     created_at: datetime
 
 
 class WorkspaceUpdate(Input):
     name: str | None = Field(None, min_length=1, max_length=200)
     identity_verification: bool | None = None
+    timezone: str | None = Field(
+        None, max_length=64, description='IANA zone, e.g. "Asia/Seoul"; `""` clears it.'
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return normalise_timezone(value) if value else value
 
 
 class IdentitySecret(BaseModel):

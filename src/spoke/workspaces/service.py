@@ -135,12 +135,19 @@ def list_workspaces(session: Session) -> Sequence[Workspace]:
 
 
 def update_workspace(
-    session: Session, workspace: Workspace, *, name: str | None, identity_verification: bool | None
+    session: Session,
+    workspace: Workspace,
+    *,
+    name: str | None,
+    identity_verification: bool | None,
+    timezone: str | None = None,
 ) -> Workspace:
     if name is not None:
         workspace.name = name
     if identity_verification is not None:
         workspace.identity_verification = identity_verification
+    if timezone is not None:
+        workspace.timezone = timezone or None
     session.flush()
     return workspace
 

@@ -27,6 +27,9 @@ class SendResult:
     message_id: str | None = None
     reason: str | None = None
     attempts: int = 1
+    # With `token_gone`: what the address becomes (`invalid` when unset). Email and SMS
+    # say more: `bounced` (SMTP 5xx), `unsubscribed` (the number texted STOP), `invalid`.
+    address_status: str | None = None
 
 
 class SendGate(Protocol):

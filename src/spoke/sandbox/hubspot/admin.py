@@ -180,7 +180,8 @@ def seed_portal(portal: Portal, contacts: int, companies: int, seed: int, now: i
             "firstname": first,
             "lastname": last,
             "city": rng.choice(_CITIES),
-            "phone": f"+1555{rng.randrange(10**6, 10**7)}",
+            # A real, dialable range (555 numbers fail phone validation in the apps we sync).
+            "phone": f"+1650253{rng.randrange(10**4):04d}",
             "lifecyclestage": rng.choice(["subscriber", "lead", "customer"]),
         }
         rec = crm.create(portal, otype, values, now, source)
@@ -247,6 +248,12 @@ async def counters(request: Request, store: SandboxStore) -> Response:
                 "responses_by_status": dict(portal.status_counters),
                 "rate_limited_served": portal.status_counters.get("429", 0),
                 "daily_count": portal.daily_count,
+                "custom_events": {
+                    "received": portal.event_received,
+                    "duplicate_uuids": portal.event_duplicate_uuids,
+                    "distinct_uuids": len(portal.event_uuids),
+                    "month_count": portal.event_count,
+                },
                 "webhooks": {
                     "delivered": portal.webhook_counters.get("delivered", 0),
                     "failed": portal.webhook_counters.get("failed", 0),

@@ -20,6 +20,8 @@ class RateLimitSettings:
     window_ms: int = 10_000  # X-HubSpot-RateLimit-Interval-Milliseconds
     daily_limit: int = 250_000  # private apps only; OAuth apps have no daily header
     search_per_second: int = 5
+    # Custom event sends (single and batch) have a limit of their own: 1,250 requests/s.
+    event_send_per_second: int = 1250
     # UNCONFIRMED in the contract: the search 429 policyName, and Retry-After on API 429s.
     search_policy_name: str = "SECONDLY"
     retry_after_seconds: int | None = None
@@ -34,6 +36,9 @@ class FaultSettings:
     error_rate: float = 0.0  # share of requests answered with a 5xx
     error_statuses: list[int] = field(default_factory=lambda: [500, 502, 503, 504])
     spurious_429_rate: float = 0.0
+    # Share of requests that are processed and then answered with a 500 anyway: the client
+    # cannot tell whether its write happened (an "unknown outcome").
+    error_after_processing_rate: float = 0.0
     seed: int | None = None
     # Webhook deliveries: duplicate some events, shuffle batches, hold deliveries back.
     webhook_duplicate_rate: float = 0.0

@@ -290,7 +290,9 @@ def _record(call: Call, prepared: list[tuple[JSONDict, str, JSONDict]]) -> None:
 def send(call: Call) -> Response:
     call.require(SEND)
     prepared = _prepare(call, call.json())
+    call.portal.event_received += 1
     if prepared is None:
+        call.portal.event_duplicate_uuids += 1
         raise errors.validation("An event with this uuid was already accepted")
     _count(call, 1)
     _record(call, [prepared])
@@ -316,6 +318,8 @@ def send_batch(call: Call) -> Response:
             seen.add(one[2]["uuid"])
         prepared.append(one)
     _count(call, len(prepared))
+    call.portal.event_received += len(inputs)
+    call.portal.event_duplicate_uuids += len(inputs) - len(prepared)
     _record(call, prepared)
     return no_content()
 
@@ -328,6 +332,9 @@ def query_events(call: Call) -> Response:
     call.require(otype.read_scopes)
     object_id = call.query.get("objectId")
     event_type = call.query.get("eventType")
+    # `id` (repeatable or comma-separated): only these event instances; a sent `uuid` is the
+    # instance's id here.
+    wanted = set(call.q_list("id") or ())
     limit = call.q_int("limit", 100, maximum=1000)
     start = call.q_int("after", 0)
     prefix = "" if otype.name == "contacts" else "company:"
@@ -340,7 +347,9 @@ def query_events(call: Call) -> Response:
         e
         for k in keys
         for e in call.portal.timeline.get(k, [])
-        if e.get("type") == "CUSTOM_EVENT" and (not event_type or e["eventType"] == event_type)
+        if e.get("type") == "CUSTOM_EVENT"
+        and (not event_type or e["eventType"] == event_type)
+        and (not wanted or e["id"] in wanted)
     ]
     entries.sort(key=lambda e: (e["timestamp"], e["id"]))
     page = entries[start : start + limit]
@@ -364,8 +373,8 @@ def query_events(call: Call) -> Response:
 
 D = "/events/v3/event-definitions"
 routes: list[Route] = [
-    api_route("POST", "/events/v3/send", send, limit="none"),
-    api_route("POST", "/events/v3/send/batch", send_batch, limit="none"),
+    api_route("POST", "/events/v3/send", send, limit="events"),
+    api_route("POST", "/events/v3/send/batch", send_batch, limit="events"),
     api_route("GET", "/events/v3/events", query_events),
     api_route("GET", "/events/v3/events/", query_events),
     api_route("POST", D, create_definition),

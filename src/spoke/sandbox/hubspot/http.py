@@ -139,7 +139,8 @@ Handler = Callable[[Call], Response]
 
 
 def api_route(method: str, path: str, handler: Handler, *, limit: str = "api") -> Route:
-    """A HubSpot API route: bearer auth, faults, rate limits (`api`, `search` or `none`)."""
+    """A HubSpot API route: bearer auth, faults, rate limits (`api`, `search`, `events` — the
+    custom event send limit — or `none`)."""
     key = f"{method} {path}"
 
     async def endpoint(request: Request) -> Response:
@@ -162,11 +163,18 @@ def api_route(method: str, path: str, handler: Handler, *, limit: str = "api") -
                 with portal.lock:
                     if limit == "search":
                         limits.check_search(portal, token, store.now_ms())
+                    elif limit == "events":
+                        limits.check_event_send(portal)
                     else:
                         headers = limits.check_api(portal, token, store.now_ms())
             body = b"" if method == "GET" else await request.body()
             with portal.lock:
                 response = handler(Call(request, store, portal, token, body))
+                after = faults.error_after_processing_rate
+                if after and response.status_code < 300 and portal.rng.random() < after:
+                    raise SandboxError(
+                        500, "internal error after processing (injected)", "INTERNAL_ERROR"
+                    )
         except SandboxError as err:
             response = error_response(err)
         except Exception:

@@ -118,3 +118,23 @@ def check_search(portal: Portal, token: Token, now_ms: int) -> None:
             raise rate_limited("DAILY", "You have reached your daily limit.", {}, None)
         portal.daily_count += 1
     window.append(now)
+
+
+def check_event_send(portal: Portal) -> None:
+    """Custom event sends: N requests per second per portal (contract §4: 1,250/s).
+
+    Raises:
+        SandboxError: 429 with `policyName` SECONDLY.
+    """
+    window = portal.event_send_window
+    now = time.monotonic()
+    while window and window[0] <= now - 1.0:
+        window.popleft()
+    if len(window) >= portal.settings.rate_limits.event_send_per_second:
+        raise rate_limited(
+            "SECONDLY",
+            "You have reached your secondly limit.",
+            {},
+            portal.settings.rate_limits.retry_after_seconds,
+        )
+    window.append(now)

@@ -247,6 +247,16 @@ LIFECYCLE_STAGES: list[tuple[str, str]] = [
     ("Evangelist", "evangelist"),
     ("Other", "other"),
 ]
+LEAD_STATUSES: list[tuple[str, str]] = [
+    ("New", "NEW"),
+    ("Open", "OPEN"),
+    ("In Progress", "IN_PROGRESS"),
+    ("Open Deal", "OPEN_DEAL"),
+    ("Unqualified", "UNQUALIFIED"),
+    ("Attempted to Contact", "ATTEMPTED_TO_CONTACT"),
+    ("Connected", "CONNECTED"),
+    ("Bad Timing", "BAD_TIMING"),
+]
 MEETING_OUTCOMES: list[tuple[str, str]] = [
     ("Scheduled", "SCHEDULED"),
     ("Completed", "COMPLETED"),
@@ -294,6 +304,10 @@ def _builtin_properties() -> dict[str, list[JSONDict]]:
         property_definition("country", "Country/Region", group=ci),
         property_definition("zip", "Postal Code", group=ci),
         property_definition("hs_language", "Preferred language", group=ci),
+        property_definition("industry", "Industry", group=ci),
+        property_definition(
+            "hs_lead_status", "Lead Status", "enumeration", "radio", ci, options=LEAD_STATUSES
+        ),
         property_definition(
             "hs_additional_emails",
             "Additional email addresses",

@@ -206,6 +206,10 @@ class Portal:
         self.event_month = ""
         self.event_count = 0
         self.next_event_def_id = 1
+        # Every completion a send accepted for processing, and how many of them repeated a
+        # uuid already accepted (dropped): a client that resends blindly shows up here.
+        self.event_received = 0
+        self.event_duplicate_uuids = 0
         # Observability, not persisted.
         self.counters: Counter[str] = Counter()
         self.status_counters: Counter[str] = Counter()
@@ -213,6 +217,7 @@ class Portal:
         # Rate-limit state, not persisted.
         self.windows: dict[str, deque[float]] = {}
         self.search_window: deque[float] = deque()
+        self.event_send_window: deque[float] = deque()
         self.daily_day = -1
         self.daily_count = 0
         self.rng = random.Random(settings.faults.seed)
@@ -244,6 +249,8 @@ class Portal:
         self.event_defs.clear()
         self.event_uuids.clear()
         self.event_count = 0
+        self.event_received = 0
+        self.event_duplicate_uuids = 0
         self.counters.clear()
         self.status_counters.clear()
         self.log.clear()

@@ -1,0 +1,319 @@
+"""Manual sync Spoke → HubSpot: pages of users, several in flight, one request per page.
+
+A page is a contiguous interval of user ids `(lo, hi]` holding up to 100 live users. With
+the source app winning (`spoke`, the default when Spoke sends) and no dry run, a page is
+written without reading HubSpot first (`contact_writes.write_contacts`): our values win
+anyway, a blank is never sent, and what HubSpot held before stays in its property history.
+When HubSpot wins, or for a dry run, the page first reads the contacts by email to compare
+field by field (two requests per page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoke.core import leases
+from spoke.core.clock import utcnow
+from spoke.core.db import session_scope
+from spoke.hubspot import BlockingClient, SimplePublicObject
+from spoke.sync import mapping as fm
+from spoke.sync.contact_writes import write_contacts
+from spoke.sync.engine import _Out, _Sent
+from spoke.sync.models import ContactLink, ContactSyncRun
+from spoke.sync.run_counts import RunCounts
+from spoke.sync.run_frontier import IdFrontier
+from spoke.sync.settings import Effective, effective, ensure_row
+from spoke.users.models import STANDARD_FIELDS, ListMembership, User
+
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    lo: int  # exclusive
+    hi: int  # inclusive
+    user_ids: tuple[int, ...]
+
+
+def plan_pages(
+    sessions: sessionmaker[Session], workspace_id: str, frontier: IdFrontier
+) -> Iterator[Page]:
+    """Pages from the frontier on, skipping intervals a previous attempt finished."""
+    cursor = frontier.frontier
+    while True:
+        cursor, bound = frontier.skip_done(cursor)
+        query = (
+            sa.select(User.id)
+            .where(User.workspace_id == workspace_id, User.deleted_at.is_(None), User.id > cursor)
+            .order_by(User.id)
+            .limit(PAGE)
+        )
+        if bound is not None:
+            query = query.where(User.id <= bound)
+        with session_scope(sessions) as session:
+            ids = tuple(session.scalars(query))
+        if len(ids) == PAGE:
+            hi = ids[-1]
+        elif bound is not None:
+            hi = bound  # end the page where the finished interval begins
+        elif ids:
+            hi = ids[-1]
+        else:
+            return
+        yield Page(cursor, hi, ids)
+        cursor = hi
+
+
+def total(session: Session, workspace_id: str) -> int:
+    count = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(User)
+        .where(User.workspace_id == workspace_id, User.deleted_at.is_(None))
+    )
+    return int(count or 0)
+
+
+def process_page(
+    sessions: sessionmaker[Session],
+    hs: BlockingClient,
+    run_id: str,
+    owner: str,
+    lease_seconds: float,
+    page: Page,
+) -> None:
+    """Send one page and commit its links, counts and interval with a lease renewal."""
+    counts = RunCounts()
+    with session_scope(sessions) as session:
+        run = session.get(ContactSyncRun, run_id)
+        assert run is not None
+        workspace_id, source, dry = run.workspace_id, run.source_app, run.dry_run
+        eff = effective(session, ensure_row(session, workspace_id))
+        people = _load(session, eff, page)
+        links = {
+            link.user_id: link.hubspot_id
+            for link in session.scalars(
+                sa.select(ContactLink).where(
+                    ContactLink.workspace_id == workspace_id,
+                    ContactLink.user_id.in_(page.user_ids),
+                )
+            )
+        }
+    outs = _outs(eff, people, links, counts)
+    read_first = dry or source == "hubspot"
+    existing: dict[str, SimplePublicObject] = {}
+    if read_first and outs:
+        existing = _read_by_email(hs, eff, outs)
+        outs = _compare(outs, existing, source, counts)
+    sent = _Sent()
+    if not dry:
+        lead_status = eff.row.lead_status if "hs_lead_status" in eff.hubspot_properties else None
+        write_contacts(hs, outs, sent, lead_status=lead_status)
+    with session_scope(sessions) as session:
+        leases.renew(session, ContactSyncRun, run_id, owner, lease_seconds)
+        # Pages of one run commit concurrently: lock the run row for the read-modify-write.
+        run = session.scalar(
+            sa.select(ContactSyncRun).where(ContactSyncRun.id == run_id).with_for_update()
+        )
+        assert run is not None
+        if not dry:
+            if not read_first:
+                _count_blind(outs, sent, counts)
+            _store_links(session, eff, outs, existing, sent, counts)
+        counts.add_to(run)
+        frontier = IdFrontier.from_checkpoint(run.checkpoint)
+        frontier.complete(page.lo, page.hi)
+        run.checkpoint = frontier.to_checkpoint()
+
+
+@dataclass
+class _People:
+    users: list[User]
+    excluded: set[int]
+
+
+def _load(session: Session, eff: Effective, page: Page) -> _People:
+    users = list(
+        session.scalars(
+            sa.select(User)
+            .where(User.id.in_(page.user_ids), User.deleted_at.is_(None))
+            .order_by(User.id)
+        )
+    )
+    excluded: set[int] = set()
+    if eff.row.send_list_ids is not None and users:
+        members = set(
+            session.scalars(
+                sa.select(ListMembership.user_id).where(
+                    ListMembership.list_id.in_(eff.row.send_list_ids),
+                    ListMembership.user_id.in_([u.id for u in users]),
+                )
+            )
+        )
+        excluded = {u.id for u in users if u.id not in members}
+    for user in users:
+        session.expunge(user)
+    return _People(users, excluded)
+
+
+def desired_properties(eff: Effective, user: User) -> dict[str, str]:
+    """The HubSpot properties a user maps to, constants included (email lowercased)."""
+    profile = {name: getattr(user, name) for name in STANDARD_FIELDS}
+    out = {
+        m.hubspot: fm.to_hubspot(fm.read_user_value(m, profile, user.custom or {}), m.spoke_type)
+        for m in eff.mappings
+    }
+    out["email"] = (user.email or "").strip().lower()
+    out.update((eff.row.constants or {}).get("to_hubspot", {}))
+    return out
+
+
+def _outs(
+    eff: Effective, people: _People, links: dict[int, str | None], counts: RunCounts
+) -> list[_Out]:
+    outs: list[_Out] = []
+    seen: set[str] = set()
+    for user in people.users:
+        counts.done += 1
+        email = (user.email or "").strip().lower()
+        if user.id in people.excluded or not email or email in seen:
+            counts.excluded += 1
+            continue
+        seen.add(email)
+        desired = desired_properties(eff, user)
+        send = {k: v for k, v in desired.items() if v != ""}  # a blank never overwrites
+        outs.append(_Out(user.id, user.external_id, email, links.get(user.id), send, desired))
+    return outs
+
+
+def _read_by_email(
+    hs: BlockingClient, eff: Effective, outs: list[_Out]
+) -> dict[str, SimplePublicObject]:
+    props = sorted({m.hubspot for m in eff.mappings} | {"email"})
+    found = hs.call(
+        lambda c: c.contacts.batch_read(
+            [o.email for o in outs], properties=props, id_property="email"
+        )
+    )
+    return {(c.properties.get("email") or "").lower(): c for c in found.results}
+
+
+def _compare(
+    outs: list[_Out], existing: dict[str, SimplePublicObject], source: str, counts: RunCounts
+) -> list[_Out]:
+    """Field by field against what HubSpot holds: creates, updates, conflicts, unchanged."""
+    compared: list[_Out] = []
+    for out in outs:
+        remote = existing.get(out.email)
+        if remote is None:
+            counts.created += 1
+            compared.append(
+                _Out(out.user_id, out.external_id, out.email, None, out.props, out.desired)
+            )
+            continue
+        counts.duplicates += 1
+        send: dict[str, str] = {}
+        for name, value in out.props.items():
+            theirs = remote.properties.get(name) or ""
+            if value == theirs:
+                continue
+            if theirs != "":
+                counts.conflict(out.external_id, name, value, theirs, source)
+                if source == "hubspot":
+                    continue
+            send[name] = value
+        if send:
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+        compared.append(replace(out, hubspot_id=remote.id, props=send))
+    return compared
+
+
+def _count_blind(outs: list[_Out], sent: _Sent, counts: RunCounts) -> None:
+    for out in outs:
+        if out.user_id not in sent.ok:
+            continue
+        if sent.ok[out.user_id][1]:
+            counts.created += 1
+        else:
+            counts.duplicates += 1
+            counts.updated += 1
+
+
+def _store_links(
+    session: Session,
+    eff: Effective,
+    outs: list[_Out],
+    existing: dict[str, SimplePublicObject],
+    sent: _Sent,
+    counts: RunCounts,
+) -> None:
+    now = utcnow()
+    workspace_id = eff.row.workspace_id
+    by_user = {
+        link.user_id: link
+        for link in session.scalars(
+            sa.select(ContactLink).where(
+                ContactLink.workspace_id == workspace_id,
+                ContactLink.user_id.in_([o.user_id for o in outs]),
+            )
+        )
+    }
+    contact_ids = [sent.ok[o.user_id][0] for o in outs if o.user_id in sent.ok]
+    contact_ids += [o.hubspot_id for o in outs if o.hubspot_id and not o.props]
+    holders = {
+        link.hubspot_id: link.user_id
+        for link in session.scalars(
+            sa.select(ContactLink).where(
+                ContactLink.workspace_id == workspace_id,
+                ContactLink.hubspot_id.in_(contact_ids),
+            )
+        )
+    }
+    for out in outs:
+        link = by_user.get(out.user_id)
+        if link is None:
+            link = ContactLink(
+                workspace_id=workspace_id,
+                user_id=out.user_id,
+                snapshot={},
+                conflicts=[],
+                failures=0,
+                state="in_sync",
+                updated_at=now,
+            )
+            session.add(link)
+        if out.props and out.user_id not in sent.ok:
+            reason = sent.failed.get(out.user_id, "not sent")
+            counts.error(out.external_id, reason)
+            link.state, link.reason, link.updated_at = "failing", reason, now
+            link.failures += 1
+            continue
+        contact_id = sent.ok[out.user_id][0] if out.props else out.hubspot_id
+        if contact_id is None:
+            continue
+        holder = holders.get(contact_id)
+        if holder is not None and holder != out.user_id:
+            link.state, link.reason = "excluded", "another user is linked to this contact"
+            continue
+        remote = existing.get(out.email)
+        # What both sides now agree on: HubSpot's values where we sent nothing (if we read
+        # them), ours where we sent; unread fields stay blank so a later HubSpot value flows in.
+        agreed = {
+            name: (remote.properties.get(name) or "") if remote else "" for name in out.desired
+        }
+        agreed.update(out.props)
+        holders[contact_id] = out.user_id
+        link.hubspot_id = contact_id
+        link.snapshot = agreed
+        link.state, link.reason, link.failures = "in_sync", None, 0
+        link.last_synced_at = link.updated_at = now
+        link.settings_version = eff.row.version
+    session.flush()
+
+
+__all__ = ["PAGE", "Page", "desired_properties", "plan_pages", "process_page", "total"]
