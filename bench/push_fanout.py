@@ -62,7 +62,7 @@ def _emulator(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine imports slowly
     while time.monotonic() < deadline:
         try:
             httpx.get(f"http://127.0.0.1:{port}/_fcm/stats", timeout=1)
@@ -185,6 +185,7 @@ def main() -> None:
                 )
             committed = time.time()
             started = time.perf_counter()
+            run_started = time.time()
             fanout.run(
                 runtime.sessions,
                 notification.id,
@@ -196,11 +197,13 @@ def main() -> None:
             stats = httpx.get(f"{url}/_fcm/stats").json()
             rate = stats["accepted"] / elapsed
             print(f"sent {stats['accepted']} in {elapsed:.1f} s = {rate:,.0f} sends/s")
+            first = stats["first_received_at"]
             print(
                 f"accept (one INSERT, committed) {(committed - accepted) * 1000:.0f} ms; "
-                f"accept → first send received: "
-                f"{(stats['first_received_at'] - accepted) * 1000:.0f} ms "
-                f"(includes the emulator's {args.latency_ms:g} ms latency, not the queue pickup)"
+                f"accept → first send received: {(first - accepted) * 1000:.0f} ms "
+                f"(job start → first received {(first - run_started) * 1000:.0f} ms, of which "
+                f"{args.latency_ms:g} ms is the emulator's latency; the queue pickup is not "
+                f"included: Redis hands a job over at once, the SQLite queue polls)"
             )
             print(f"peak RSS of the fan-out process: {peak[0] / 2**20:.0f} MiB")
             ceiling = asyncio.run(_ceiling(url, min(args.devices, 50_000), args.concurrency))

@@ -6,24 +6,47 @@ from __future__ import annotations
 import time
 import uuid
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth import crypt, jwt
 from tests.messaging.support import Fcm
 
 from spoke.messaging.providers.fcm import SCOPE as SCOPE_CHECK
-from spoke.messaging.providers.oauth import JWT_BEARER, ServiceAccount
+from spoke.messaging.providers.oauth import JWT_BEARER
+
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
-def _assertion(fcm: Fcm, *, forge: bool = False, scope: str = SCOPE_CHECK) -> str:
-    account = ServiceAccount.from_info(fcm.service_account())
+def _assertion(
+    fcm: Fcm,
+    *,
+    forge: bool = False,
+    scope: str = SCOPE_CHECK,
+    audience: str = GOOGLE_TOKEN_AUDIENCE,
+) -> str:
+    """The JWT google-auth signs for a service account (its claims, its RS256 signer)."""
+    key = fcm.service_account()
+    pem = key["private_key"]
     if forge:  # same account name and key id, different private key
-        account = ServiceAccount(
-            account.project_id,
-            account.client_email,
-            account.private_key_id,
-            account.token_uri,
-            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        pem = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            .decode()
         )
-    return account.assertion(scope)
+    signer = crypt.RSASigner.from_string(pem, key["private_key_id"])
+    now = int(time.time())
+    claims = {
+        "iss": key["client_email"],
+        "scope": scope,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 3600,
+    }
+    return jwt.encode(signer, claims).decode()
 
 
 def test_token_endpoint_issues_a_token_for_a_correctly_signed_assertion(fcm: Fcm) -> None:
@@ -35,6 +58,21 @@ def test_token_endpoint_issues_a_token_for_a_correctly_signed_assertion(fcm: Fcm
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600
     assert body["access_token"].startswith("ya29.")
+
+
+def test_token_endpoint_takes_googles_audience_whatever_the_token_uri(fcm: Fcm) -> None:
+    # google-auth always signs `aud` = Google's endpoint, even when `token_uri` points here.
+    google = fcm.http.post("/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)})
+    assert google.status_code == 200
+    elsewhere = fcm.http.post(
+        "/token",
+        data={
+            "grant_type": JWT_BEARER,
+            "assertion": _assertion(fcm, audience="https://elsewhere.example/token"),
+        },
+    )
+    assert elsewhere.status_code == 400
+    assert elsewhere.json()["error"] == "invalid_grant"
 
 
 def test_token_endpoint_refuses_a_forged_signature_and_wrong_grants(fcm: Fcm) -> None:

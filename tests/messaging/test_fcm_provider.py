@@ -147,11 +147,56 @@ def test_an_expired_access_token_is_fetched_again(fcm: Fcm) -> None:
     assert fcm.store.counts["tokens_issued"] - before == 2
 
 
+def test_the_access_token_is_refreshed_before_it_expires(fcm: Fcm) -> None:
+    # google-auth treats a token as stale 225 s before it expires: 226 s means after 1 s.
+    fcm.store.token_lifetime = 226
+    token = _token()
+    account = ServiceAccount.from_info(fcm.service_account())
+    before = dict(fcm.store.counts)
+
+    async def go() -> list[SendResult]:
+        provider = FcmProvider(account, base_url=fcm.url, retry=FAST)
+        try:
+            first = await provider.send_many([PushMessage(token, body="1")])
+            await asyncio.sleep(1.2)
+            return first + await provider.send_many([PushMessage(token, body="2")])
+        finally:
+            await provider.aclose()
+
+    try:
+        results = asyncio.run(go())
+    finally:
+        fcm.store.token_lifetime = 3600
+    after = fcm.store.counts
+    assert [r.outcome for r in results] == ["sent", "sent"]
+    assert after["tokens_issued"] - before.get("tokens_issued", 0) == 2
+    # Fetched ahead of expiry: FCM never saw the old token refused.
+    assert after["requests"] - before.get("requests", 0) == 2
+    assert after["accepted"] - before.get("accepted", 0) == 2
+
+
 def test_a_key_the_emulator_does_not_know_is_a_config_error(fcm: Fcm) -> None:
     key = fcm.service_account()
     key["client_email"] = "someone-else@demo-project.iam.gserviceaccount.com"
-    with pytest.raises(ProviderConfigError, match="invalid_grant"):
+    with pytest.raises(
+        ProviderConfigError,
+        match="token endpoint refused the service-account key: invalid_grant: Invalid JWT",
+    ):
         _send(fcm, [PushMessage(_token(), body="x")], key=key)
+
+
+def test_an_unreachable_token_endpoint_is_a_config_error(fcm: Fcm) -> None:
+    key = fcm.service_account()
+    key["token_uri"] = "http://127.0.0.1:9/token"  # nothing listens on the discard port
+    with pytest.raises(ProviderConfigError, match="token endpoint failed"):
+        _send(fcm, [PushMessage(_token(), body="x")], key=key)
+
+
+def test_an_unreadable_private_key_is_refused_up_front(fcm: Fcm) -> None:
+    key = fcm.service_account()
+    key["private_key"] = "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(ValueError, match="private_key"):
+        ServiceAccount.from_info(key)
 
 
 def test_a_token_for_another_project_is_refused(fcm: Fcm) -> None:

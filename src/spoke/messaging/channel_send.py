@@ -4,8 +4,9 @@ The fan-out (`fanout`) plans deliveries, claims a batch, personalises it and rec
 outcome; what differs per channel is only the send step. A `ChannelSender` does that step
 for a whole claimed batch — `send_batch(notification_id, base, batch)` answers one list of
 `SendResult`s per recipient, one per address, exactly like the push path — so whatever
-the fan-out does around a send (leases, resuming what was in flight, recording) covers
-email and SMS the same way it covers push.
+the fan-out does around a send (leases, the send journal's mark → send → record, crash
+settlement) covers email and SMS the same way it covers push: `gate_for(delivery_id)` is
+the delivery's `SendGate`, through which every attempt of its messages passes.
 
 Per-address outcomes: `sent`; `token_gone` with `address_status` (`bounced` for an SMTP 5xx
 to the recipient, `invalid` for a number Twilio calls invalid, `unsubscribed` for one that
@@ -25,7 +26,12 @@ from spoke.core.crypto import Encryptor
 from spoke.messaging import channel_providers, tracking
 from spoke.messaging.email_compose import Sender, compose
 from spoke.messaging.models import Notification
-from spoke.messaging.providers.base import ProviderConfigError, PushProvider, SendResult
+from spoke.messaging.providers.base import (
+    ProviderConfigError,
+    PushProvider,
+    SendGate,
+    SendResult,
+)
 from spoke.messaging.providers.fcm import RetryPolicy
 from spoke.messaging.providers.sms import SmsMessage, TwilioProvider
 from spoke.messaging.providers.smtp import OutgoingEmail, SmtpProvider
@@ -47,17 +53,31 @@ class Recipient(Protocol):
     def error(self) -> str | None: ...  # set: nothing may be sent (template, night rule)
 
 
+GateFor = Callable[[int], SendGate]
+
+
 class ChannelSender(ABC):
     """Sends a claimed batch on one channel; never raises for one message's failure."""
 
+    async def connect(self) -> None:
+        """Nothing to prepare: credentials are checked before the first message."""
+        return
+
     @abstractmethod
     async def send_batch(
-        self, notification_id: str, base: Mapping[str, Any], batch: Sequence[Recipient]
+        self,
+        notification_id: str,
+        base: Mapping[str, Any],
+        batch: Sequence[Recipient],
+        gate_for: GateFor | None = None,
     ) -> list[list[SendResult]]:
         """One list per recipient, one result per address of `recipient.devices`.
 
+        Every attempt of a recipient's messages passes through `gate_for(delivery_id)`.
+
         Raises:
             ProviderConfigError: the provider can't be used at all (e.g. refused credentials).
+            Whatever a gate's `write` raises (the caller's reason to stop sending).
         """
 
     @abstractmethod
@@ -88,11 +108,16 @@ class EmailSender(ChannelSender):
         self._sender = sender
 
     async def send_batch(
-        self, notification_id: str, base: Mapping[str, Any], batch: Sequence[Recipient]
+        self,
+        notification_id: str,
+        base: Mapping[str, Any],
+        batch: Sequence[Recipient],
+        gate_for: GateFor | None = None,
     ) -> list[list[SendResult]]:
         slots = _slots(batch)
         messages: list[OutgoingEmail] = []
         places: list[tuple[int, int]] = []
+        gates: list[SendGate | None] = []
         for i, recipient in enumerate(batch):
             if recipient.error is not None:
                 continue
@@ -109,9 +134,10 @@ class EmailSender(ChannelSender):
                         )
                     )
                     places.append((i, k))
+                    gates.append(gate_for(recipient.delivery_id) if gate_for else None)
                 except (ValueError, TypeError) as exc:
                     slots[i][k] = SendResult("failed", reason=f"message: {exc}"[:300])
-        results = await self._provider.send_many(messages) if messages else []
+        results = await self._provider.send_many(messages, gates) if messages else []
         for (i, k), result in zip(places, results, strict=True):
             slots[i][k] = result
         return _filled(slots)
@@ -125,11 +151,16 @@ class SmsSender(ChannelSender):
         self._provider = provider
 
     async def send_batch(
-        self, notification_id: str, base: Mapping[str, Any], batch: Sequence[Recipient]
+        self,
+        notification_id: str,
+        base: Mapping[str, Any],
+        batch: Sequence[Recipient],
+        gate_for: GateFor | None = None,
     ) -> list[list[SendResult]]:
         slots = _slots(batch)
         messages: list[SmsMessage] = []
         places: list[tuple[int, int]] = []
+        gates: list[SendGate | None] = []
         for i, recipient in enumerate(batch):
             if recipient.error is not None:
                 continue
@@ -140,7 +171,8 @@ class SmsSender(ChannelSender):
                     continue
                 messages.append(SmsMessage(to=number, body=body))
                 places.append((i, k))
-        results = await self._provider.send_many(messages) if messages else []
+                gates.append(gate_for(recipient.delivery_id) if gate_for else None)
+        results = await self._provider.send_many(messages, gates) if messages else []
         for (i, k), result in zip(places, results, strict=True):
             slots[i][k] = result
         return _filled(slots)

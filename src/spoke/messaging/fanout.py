@@ -1,31 +1,33 @@
 """The fan-out of one notification, resumable after a crash at any point.
 
-Under the notification's lease, in two phases, each step one transaction that also
-renews the lease:
+Under the notification's lease, in two interleaved phases:
 
 1. Plan: the stored recipients are resolved `PLAN_CHUNK` at a time into `Delivery` rows
    (`queued`, or `failed` with `no_subscription`); `planned` is the checkpoint, committed
    with the rows, so a resumed run neither skips nor repeats a recipient. Ids matching no
    user go to `not_found`.
-2. Send: a batch of queued deliveries is marked `sending` and committed, sent to every
-   subscribed device of each recipient, and the results are committed (`sent`, or
-   `failed` with the reason; refused tokens become `invalid`). A recipient marked `sent`
-   is never sent to again (the delivery key is per notification, user and channel).
-   Planning is interleaved with sending (the first send leaves after the first chunk is
-   planned), and the next batch is claimed while the current one is in flight.
+2. Send: batches of queued deliveries are read (and personalised) ahead of the sender and
+   sent to every subscribed device of each recipient, two batches in flight. What is sent
+   and what came back goes through the `SendJournal`: a delivery is marked `sending` in a
+   commit made the instant before its requests are written, and its outcome (`sent`, or
+   `failed` with the reason; refused tokens become `invalid`) is committed within a few
+   milliseconds of the answer. A recipient is never sent to by two runs: the delivery key
+   is per notification, user and channel, and only `queued` rows are sent. Email and SMS
+   (`channel_send.ChannelSender`) pass each delivery's gate to the channel, so they go
+   through the same journal. Only deliveries that are due (`local_delivery.due`) are read;
+   when the rest wait for their local time, the run parks instead of completing.
 
-The one ambiguous window is what was `sending` when the worker died (at most the batch in
-flight and the one claimed after it): the provider may or may not have accepted it. A
-resumed run sends those again first, with the same collapse key (the delivery id), so a
-device that got the first copy replaces it instead of showing two. FCM offers no way to
-ask whether a message was accepted, so this is as close to exactly-once as a sender gets.
+After `kill -9` the sweeper re-enqueues the notification once the lease runs out. The new
+run settles what the dead one left `sending` (`send_journal.resolve_unknown`: it was
+written to the provider, so it is not sent again) and carries on with what is still queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
 from spoke.core.crypto import Encryptor
-from spoke.core.db import session_scope, table_of
+from spoke.core.db import make_session_factory, session_scope, table_of
 from spoke.messaging import addresses, local_delivery, personalise, providers_config
 from spoke.messaging.channel_send import ChannelSender, Sendable
 from spoke.messaging.models import Delivery, Notification, Subscription
@@ -48,6 +50,7 @@ from spoke.messaging.providers.base import (
     SendResult,
 )
 from spoke.messaging.providers.fcm import FcmProvider, RetryPolicy
+from spoke.messaging.send_journal import DeliveryGate, SendJournal, resolve_unknown
 from spoke.messaging.service import NO_SUBSCRIPTION, TOKEN_INVALID, audience_filter
 from spoke.users.models import STANDARD_FIELDS, User, UserTag
 
@@ -55,6 +58,7 @@ log = structlog.get_logger("spoke.fanout")
 PLAN_CHUNK = 1000
 # The first chunk and batch are small so the first message leaves quickly.
 FIRST_CHUNK = 100
+FIRST_BATCH = 50
 _CONTENT_KEYS = ("title", "body", "image_url", "link_url", "data")
 
 
@@ -64,6 +68,8 @@ class FanoutOptions:
     batch_size: int = 500
     concurrency: int = 64
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The least time marks and outcomes wait to share a transaction (see `SendJournal`).
+    journal_interval: float = 0.002
 
 
 ProviderFactory = Callable[[Session, Notification], Sendable]
@@ -107,17 +113,15 @@ def run(
             return True  # not due: the sweeper offers it again every minute
         if not leases.claim(session, Notification, notification_id, owner, options.lease_seconds):
             return False
-        notification = session.get(Notification, notification_id)
-        assert notification is not None
-        notification.started_at = notification.started_at or utcnow()
+        pending.started_at = pending.started_at or utcnow()
+        settled = resolve_unknown(session, notification_id, owner)
+        try:
+            provider: Sendable | None = provider_factory(session, pending)
+        except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
+            provider, error = None, str(exc)
+    if settled:
+        log.warning("fanout.outcome_unknown", notification_id=notification_id, count=settled)
     try:
-        with session_scope(sessions) as session:
-            notification = session.get(Notification, notification_id)
-            assert notification is not None
-            try:
-                provider: Sendable | None = provider_factory(session, notification)
-            except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
-                provider, error = None, str(exc)
         if provider is None:
             _fail(sessions, notification_id, owner, options, error)
             if on_finished is not None:
@@ -161,12 +165,11 @@ def _fail(
     while _plan_chunk(sessions, notification_id, owner, options):
         pass
     with session_scope(sessions) as session:
+        # What this run had already written stays as written (outcome unknown).
+        resolve_unknown(session, notification_id, owner="")
         session.execute(
             sa.update(Delivery)
-            .where(
-                Delivery.notification_id == notification_id,
-                Delivery.status.in_(("queued", "sending")),
-            )
+            .where(Delivery.notification_id == notification_id, Delivery.status == "queued")
             .values(status="failed", reason=f"provider: {error}"[:300])
         )
         leases.release(session, Notification, notification_id, owner, "failed")
@@ -321,45 +324,41 @@ class _Recipient:
 
 
 def _claim_batch(
-    sessions: sessionmaker[Session],
-    notification_id: str,
-    owner: str,
-    options: FanoutOptions,
-    state: str = "queued",
-    limit: int | None = None,
+    readers: sessionmaker[Session], notification_id: str, after: int, limit: int
 ) -> tuple[dict[str, Any], list[_Recipient]]:
-    """Mark the next batch of `state` deliveries `sending` and commit.
-
-    `state="sending"` picks up what a dead run had in flight (they are re-sent)."""
-    with session_scope(sessions) as session:
-        notification = session.get(Notification, notification_id)
-        assert notification is not None
+    """Read the next `limit` queued deliveries after id `after`, with their devices and
+    content. Nothing is written: only this run (the lease holder) sends, and a delivery
+    becomes `sending` when its request leaves (`SendJournal`)."""
+    with session_scope(readers) as session:
+        channel, content = session.execute(
+            sa.select(Notification.channel, Notification.content).where(
+                Notification.id == notification_id
+            )
+        ).one()
         rows = session.execute(
             sa.select(Delivery.id, Delivery.user_id, Delivery.external_id, Delivery.content)
-            .where(Delivery.notification_id == notification_id, Delivery.status == state)
+            .where(
+                Delivery.notification_id == notification_id,
+                Delivery.status == "queued",
+                Delivery.id > after,
+            )
             .where(local_delivery.due())
             .order_by(Delivery.id)
-            .limit(limit or options.batch_size)
+            .limit(limit)
         ).all()
         if not rows:
-            return notification.content, []
+            return content, []
         devices: dict[int, list[tuple[int, str]]] = {}
         for sub_id, user_id, token in session.execute(
             sa.select(Subscription.id, Subscription.user_id, Subscription.address)
             .where(
                 Subscription.user_id.in_([r.user_id for r in rows]),
-                Subscription.channel == notification.channel,
+                Subscription.channel == channel,
                 Subscription.status == "subscribed",
             )
             .order_by(Subscription.id)
         ):
             devices.setdefault(user_id, []).append((sub_id, token))
-        session.execute(
-            sa.update(Delivery)
-            .where(Delivery.id.in_([r.id for r in rows]), Delivery.status == "queued")
-            .values(status="sending")
-        )
-        leases.renew(session, Notification, notification_id, owner, options.lease_seconds)
         batch = [
             _Recipient(
                 r.id,
@@ -368,14 +367,14 @@ def _claim_batch(
             )
             for r in rows
         ]
-        templated = personalise.needs_rendering(notification.content) or any(
+        templated = personalise.needs_rendering(content) or any(
             personalise.needs_rendering(r.content or {}) for r in rows
         )
         if templated:
-            _personalise(session, notification.content, batch, [r.user_id for r in rows])
-        if notification.content.get("ad"):
+            _personalise(session, content, batch, [r.user_id for r in rows])
+        if content.get("ad"):
             _night_rule(session, batch, [r.user_id for r in rows])
-        return notification.content, batch
+        return content, batch
 
 
 def _personalise(
@@ -452,65 +451,54 @@ def _message(
     )
 
 
-def _record(
-    sessions: sessionmaker[Session],
-    notification_id: str,
-    owner: str,
-    options: FanoutOptions,
-    batch: Sequence[_Recipient],
-    results: Sequence[Sequence[SendResult]],
-) -> None:
+def _outcome(
+    recipient: _Recipient, answers: list[SendResult]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The delivery's row update and the subscriptions its answers showed to be dead."""
     now = utcnow()
-    updates: list[dict[str, Any]] = []
-    gone: list[dict[str, Any]] = []
-    for recipient, answers in zip(batch, results, strict=True):
-        sent = [a for a in answers if a.outcome == "sent"]
-        for (sub_id, _token), answer in zip(recipient.devices, answers, strict=True):
-            if answer.outcome == "token_gone":
-                gone.append(
-                    {
-                        "id": sub_id,
-                        "status": answer.address_status or "invalid",
-                        "status_reason": (answer.reason or "")[:200],
-                        "updated_at": now,
-                    }
-                )
-        if sent:
-            status, reason = "sent", None
-        elif not answers:
-            status, reason = "failed", NO_SUBSCRIPTION
-        elif all(a.outcome == "token_gone" for a in answers):
-            status, reason = "failed", f"{TOKEN_INVALID}: {answers[0].reason}"
-        else:
-            failure = next(a for a in answers if a.outcome == "failed")
-            status, reason = "failed", failure.reason or "failed"
-        updates.append(
-            {
-                "id": recipient.delivery_id,
-                "status": status,
-                "reason": reason[:300] if reason else None,
-                "devices_sent": len(sent),
-                "provider_message_id": sent[0].message_id if sent else None,
-                "sent_at": now if sent else None,
-            }
-        )
-    with session_scope(sessions) as session:
-        # Renew first: if the lease is gone, nothing of this batch is written by us.
-        leases.renew(session, Notification, notification_id, owner, options.lease_seconds)
-        bulk.update(session, table_of(Delivery), ["id"], updates)
-        bulk.update(session, table_of(Subscription), ["id"], gone)
+    sent = [a for a in answers if a.outcome == "sent"]
+    gone = [
+        {
+            "id": sub_id,
+            "status": answer.address_status or "invalid",
+            "status_reason": (answer.reason or "")[:200],
+            "updated_at": now,
+        }
+        for (sub_id, _token), answer in zip(recipient.devices, answers, strict=True)
+        if answer.outcome == "token_gone"
+    ]
+    if sent:
+        status, reason = "sent", None
+    elif not answers:
+        status, reason = "failed", NO_SUBSCRIPTION
+    elif all(a.outcome == "token_gone" for a in answers):
+        status, reason = "failed", f"{TOKEN_INVALID}: {answers[0].reason}"
+    else:
+        failure = next(a for a in answers if a.outcome == "failed")
+        status, reason = "failed", failure.reason or "failed"
+    row = {
+        "id": recipient.delivery_id,
+        "status": status,
+        "reason": reason[:300] if reason else None,
+        "devices_sent": len(sent),
+        "provider_message_id": sent[0].message_id if sent else None,
+        "sent_at": now if sent else None,
+    }
+    return row, gone
 
 
 def _next_batch(
     sessions: sessionmaker[Session],
+    readers: sessionmaker[Session],
     notification_id: str,
     owner: str,
     options: FanoutOptions,
-    limit: int | None = None,
+    after: int,
+    limit: int,
 ) -> tuple[dict[str, Any], list[_Recipient]]:
     """The next queued batch, planning more recipients when none is queued."""
     while True:
-        base, batch = _claim_batch(sessions, notification_id, owner, options, "queued", limit)
+        base, batch = _claim_batch(readers, notification_id, after, limit)
         if batch or not _plan_chunk(sessions, notification_id, owner, options):
             return base, batch
 
@@ -525,34 +513,45 @@ def _renew(
 async def _heartbeat(
     sessions: sessionmaker[Session], notification_id: str, owner: str, options: FanoutOptions
 ) -> None:
-    """Keep the lease while a batch waits on the provider (backoff can outlast a lease)."""
+    """Keep the lease while batches wait on the provider (backoff can outlast a lease)."""
     while True:
         await asyncio.sleep(options.lease_seconds / 3)
         await asyncio.to_thread(_renew, sessions, notification_id, owner, options)
 
 
 async def _send_batch(
-    notification_id: str, provider: Sendable, base: dict[str, Any], batch: list[_Recipient]
-) -> list[list[SendResult]]:
-    if isinstance(provider, ChannelSender):  # email, SMS: the channel builds its messages
-        return await provider.send_batch(notification_id, base, batch)
-    messages = [
-        _message(notification_id, base, recipient, token)
-        for recipient in batch
-        if recipient.error is None
-        for _sub, token in recipient.devices
-    ]
-    flat = await provider.send_many(messages) if messages else []
-    results: list[list[SendResult]] = []
-    position = 0
-    for recipient in batch:
+    journal: SendJournal,
+    notification_id: str,
+    provider: Sendable,
+    base: dict[str, Any],
+    batch: list[_Recipient],
+) -> None:
+    if isinstance(provider, ChannelSender):
+        # Email, SMS: the channel builds its messages; each attempt passes through its
+        # delivery's gate like a push request, so the journal covers every channel.
+        gates = {r.delivery_id: DeliveryGate(journal, r.delivery_id) for r in batch}
+        results = await provider.send_batch(notification_id, base, batch, gates.__getitem__)
+        for recipient, answers in zip(batch, results, strict=True):
+            journal.outcome(recipient.delivery_id, *_outcome(recipient, answers))
+        return
+
+    async def deliver(recipient: _Recipient) -> None:
         if recipient.error is not None:
             failed = SendResult("failed", reason=recipient.error)
-            results.append([failed] * len(recipient.devices))
-            continue
-        results.append(flat[position : position + len(recipient.devices)])
-        position += len(recipient.devices)
-    return results
+            answers = [failed] * len(recipient.devices)
+        elif recipient.devices:
+            messages = [
+                _message(notification_id, base, recipient, token)
+                for _sub, token in recipient.devices
+            ]
+            answers = await provider.send_many(
+                messages, DeliveryGate(journal, recipient.delivery_id)
+            )
+        else:
+            answers = []  # unsubscribed since it was planned
+        journal.outcome(recipient.delivery_id, *_outcome(recipient, answers))
+
+    await asyncio.gather(*(deliver(recipient) for recipient in batch))
 
 
 async def _send_all(
@@ -562,61 +561,69 @@ async def _send_all(
     provider: Sendable,
     options: FanoutOptions,
 ) -> None:
-    """Send everything, keeping the provider busy: while one batch is in flight the next is
-    claimed (and, if needed, planned) and the previous one recorded, each in a thread."""
+    """Send everything, keeping the provider busy: two batches in flight while the next
+    one is read (and, if needed, planned) in a thread."""
     to_thread = asyncio.to_thread
+    readers = make_session_factory(sessions.kw["bind"], read_only=True)
+    journal = SendJournal(
+        sessions,
+        notification_id,
+        owner,
+        lease_seconds=options.lease_seconds,
+        interval=options.journal_interval,
+    )
     heartbeat = asyncio.create_task(_heartbeat(sessions, notification_id, owner, options))
+    claiming = asyncio.create_task(
+        to_thread(_next_batch, sessions, readers, notification_id, owner, options, 0, FIRST_BATCH)
+    )
+    sending: deque[asyncio.Task[None]] = deque()
     try:
-        # First what a dead run left in flight, one batch at a time.
+        await _guarded(heartbeat, asyncio.create_task(provider.connect()))
         while True:
-            base, batch = await to_thread(
-                _claim_batch, sessions, notification_id, owner, options, "sending"
-            )
+            base, batch = await claiming
             if not batch:
                 break
-            results = await _sending(heartbeat, notification_id, provider, base, batch)
-            await to_thread(_record, sessions, notification_id, owner, options, batch, results)
-        recording: asyncio.Task[None] | None = None
-        claiming = asyncio.create_task(
-            to_thread(_next_batch, sessions, notification_id, owner, options, FIRST_CHUNK)
-        )
-        try:
-            while True:
-                base, batch = await claiming
-                if not batch:
-                    break
-                claiming = asyncio.create_task(
-                    to_thread(_next_batch, sessions, notification_id, owner, options)
+            after = batch[-1].delivery_id
+            sending.append(
+                asyncio.create_task(_send_batch(journal, notification_id, provider, base, batch))
+            )
+            if len(sending) == 1:
+                # Planning the next chunk takes the write lock (SQLite) or the notification
+                # row (PostgreSQL) that the journal's commit needs: let the first marks go
+                # first, so the first message isn't queued behind a plan of 1,000.
+                first = asyncio.create_task(journal.first_commit.wait())
+                await asyncio.wait({first, sending[0]}, return_when=asyncio.FIRST_COMPLETED)
+                first.cancel()
+            claiming = asyncio.create_task(
+                to_thread(
+                    _next_batch,
+                    sessions,
+                    readers,
+                    notification_id,
+                    owner,
+                    options,
+                    after,
+                    options.batch_size,
                 )
-                results = await _sending(heartbeat, notification_id, provider, base, batch)
-                if recording is not None:
-                    await recording
-                recording = asyncio.create_task(
-                    to_thread(_record, sessions, notification_id, owner, options, batch, results)
-                )
-            if recording is not None:
-                await recording
-        finally:
-            for task in (claiming, recording):
-                if task is not None and not task.done():
-                    task.cancel()
+            )
+            if len(sending) == 2:
+                await _guarded(heartbeat, sending.popleft())
+        while sending:
+            await _guarded(heartbeat, sending.popleft())
+        await journal.close()
     finally:
+        for task in (claiming, *sending):
+            if not task.done():
+                task.cancel()
         heartbeat.cancel()
         await provider.aclose()
 
 
-async def _sending(
-    heartbeat: asyncio.Task[None],
-    notification_id: str,
-    provider: Sendable,
-    base: dict[str, Any],
-    batch: list[_Recipient],
-) -> list[list[SendResult]]:
-    """Send one batch, stopping at once if the heartbeat lost the lease."""
-    sending = asyncio.create_task(_send_batch(notification_id, provider, base, batch))
-    done, _ = await asyncio.wait({sending, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-    if sending not in done:
-        sending.cancel()
+async def _guarded(heartbeat: asyncio.Task[None], work: asyncio.Task[None]) -> None:
+    """Wait for `work`, stopping at once if the heartbeat lost the lease."""
+    done, _ = await asyncio.wait({work, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+    if work not in done:
+        work.cancel()
         heartbeat.result()  # raises LeaseLost (or whatever stopped the heartbeat)
         raise leases.LeaseLost("the heartbeat stopped")
-    return sending.result()
+    work.result()

@@ -109,8 +109,11 @@ class Delivery(Base):
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(sa.String(255))
     channel: Mapped[str] = mapped_column(sa.String(8))
+    # queued → sending → sent | failed; see `messaging.send_journal` for what `sending` means.
     status: Mapped[str] = mapped_column(sa.String(16), default="queued")
     reason: Mapped[str | None] = mapped_column(sa.String(300), default=None)
+    # The fan-out run (its lease owner) that marked the delivery `sending`.
+    send_attempt: Mapped[str | None] = mapped_column(sa.String(120), default=None)
     # Per-user content (`/v1/push/messages`); null means the notification's content.
     content: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     devices_sent: Mapped[int] = mapped_column(default=0)

@@ -107,5 +107,5 @@ def render(config: ProviderConfig) -> dict[str, Any]:
 def fcm_credentials(encryptor: Encryptor, config: ProviderConfig) -> FcmCredentials:
     info = orjson.loads(encryptor.decrypt(config.secret_encrypted))
     return FcmCredentials(
-        ServiceAccount.from_info(info), config.settings.get("base_url", FCM_BASE_URL)
+        ServiceAccount.from_info(info, stored=True), config.settings.get("base_url", FCM_BASE_URL)
     )

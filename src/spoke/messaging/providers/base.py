@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -17,8 +17,7 @@ class PushMessage:
     image_url: str | None = None
     link_url: str | None = None
     data: dict[str, str] = field(default_factory=dict)
-    # Devices show one notification per collapse key: a message re-sent after a crash
-    # replaces the first copy instead of appearing twice.
+    # Devices show one notification per collapse key (one per delivery).
     collapse_key: str | None = None
 
 
@@ -33,13 +32,39 @@ class SendResult:
     address_status: str | None = None
 
 
+class SendGate(Protocol):
+    """Lets the caller record that a message is going out before its request leaves.
+
+    An adapter calls `write` once per attempt with a callable that puts the request on the
+    wire; the gate calls it as soon as the attempt is recorded, without yielding in
+    between, so whatever the caller recorded as "sending" was (up to that instant) sent.
+    """
+
+    async def write(self, send: Callable[[], None]) -> None: ...
+
+    def refused(self) -> None:
+        """The provider answered the last attempt and did not accept it (a retry follows)."""
+
+
 class ProviderConfigError(Exception):
     """The workspace's credentials or provider settings are unusable."""
 
 
 class PushProvider(Protocol):
-    async def send_many(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+    async def connect(self) -> None:
+        """Get ready to send (an access token), so the first message doesn't wait.
+
+        Raises:
+            ProviderConfigError: the credentials can't get an access token at all.
+        """
+        ...
+
+    async def send_many(
+        self, messages: Sequence[PushMessage], gate: SendGate | None = None
+    ) -> list[SendResult]:
         """Send every message, concurrently; never raises for a per-message failure.
+
+        Every attempt passes through `gate` when one is given (see `SendGate`).
 
         Returns:
             One result per message, in input order: `sent` (with the provider's message id),
@@ -48,6 +73,7 @@ class PushProvider(Protocol):
 
         Raises:
             ProviderConfigError: the credentials can't get an access token at all.
+            Whatever `gate.write` raises (the caller's reason to stop sending).
         """
         ...
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from spoke.messaging.providers.base import PushMessage, SendResult
+from spoke.messaging.providers.base import PushMessage, SendGate, SendResult
 from spoke.messaging.providers.http1 import Http1Pool, Response, TransportError
 from spoke.messaging.providers.oauth import AccessTokens, ServiceAccount
 
@@ -152,8 +152,16 @@ class _HttpxPool:
         )
 
     async def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes = b""
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        body: bytes = b"",
+        gate: SendGate | None = None,
     ) -> Response:
+        if gate is not None:  # httpx writes for us: the recorded window is a little wider
+            await gate.write(lambda: None)
         try:
             answer = await self._client.request(method, path, headers=headers, content=body)
         except httpx.HTTPError as exc:
@@ -188,12 +196,25 @@ class FcmProvider:
             base_url.rstrip("/"), size=concurrency, timeout=timeout
         )
 
-    async def send_many(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+    async def connect(self) -> None:
+        """Fetch the access token now, so the first send doesn't wait for it.
+
+        Raises:
+            ProviderConfigError: the token endpoint refused the key or never answered.
+        """
+        await self._tokens.get()
+
+    async def send_many(
+        self, messages: Sequence[PushMessage], gate: SendGate | None = None
+    ) -> list[SendResult]:
         # Fetch the token once up front: a bad key fails the batch before any send.
         await self._tokens.get()
-        return list(await asyncio.gather(*(self.send(m) for m in messages)))
+        if len(messages) == 1:
+            return [await self.send(messages[0], gate)]
+        return list(await asyncio.gather(*(self.send(m, gate) for m in messages)))
 
-    async def send(self, message: PushMessage) -> SendResult:
+    async def send(self, message: PushMessage, gate: SendGate | None = None) -> SendResult:
+        """One message, retried as the module docstring says; see `PushProvider.send_many`."""
         body = encode(message)
         reauthorised = False
         attempt = 0
@@ -202,9 +223,15 @@ class FcmProvider:
             token = await self._tokens.get()
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             try:
-                answer = await self._pool.request("POST", self._path, headers=headers, body=body)
+                answer = await self._pool.request(
+                    "POST", self._path, headers=headers, body=body, gate=gate
+                )
                 verdict = classify(answer.status, answer.headers, answer.body)
+                if gate is not None and verdict.kind in ("retry", "reauth"):
+                    gate.refused()  # FCM answered and did not take it: nothing to duplicate
             except TransportError as exc:
+                # No answer: FCM may have taken it. Retried all the same (FCM's advice),
+                # the one case where a device can get a message twice without a crash.
                 verdict = _Verdict("retry", f"TRANSPORT: {exc}"[:300])
             if verdict.kind == "reauth" and not reauthorised:
                 reauthorised = True

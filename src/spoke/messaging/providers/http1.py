@@ -13,9 +13,12 @@ Scope: one origin, `http` or `https`, requests with a complete body, responses w
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from spoke.messaging.providers.base import SendGate
 
 
 class TransportError(Exception):
@@ -46,11 +49,15 @@ class _Connection:
     def close(self) -> None:
         self.writer.close()
 
-    async def exchange(self, request: bytes, *, head: bool = False) -> tuple[Response, bool]:
-        """Send one request; return the response and whether the connection stays usable."""
+    def send(self, request: bytes) -> None:
+        """Put a request on the wire (no await: the kernel has the bytes when this returns,
+        or they sit in the transport's buffer until the socket can take them)."""
+        self.writer.write(request)
+
+    async def receive(self, *, head: bool = False) -> tuple[Response, bool]:
+        """Read the answer to the request just sent; whether the connection stays usable."""
         reused = self.used
         self.used = True
-        self.writer.write(request)
         await self.writer.drain()
         status_line = await self.reader.readline()
         if not status_line:
@@ -130,9 +137,18 @@ class Http1Pool:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes = b""
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        body: bytes = b"",
+        gate: SendGate | None = None,
     ) -> Response:
         """One request on a pooled connection.
+
+        With a `gate`, the request is written by `gate.write` once the connection is ready,
+        so nothing runs between the caller recording the send and the bytes leaving.
 
         Raises:
             TransportError: connecting, sending or reading failed or timed out.
@@ -144,8 +160,13 @@ class Http1Pool:
                 try:
                     if conn is None:
                         conn = await asyncio.wait_for(self._open(), self._timeout)
+                    if gate is not None:
+                        await gate.write(functools.partial(conn.send, raw))
+                        gate = None  # a stale-connection retry re-sends what was recorded
+                    else:
+                        conn.send(raw)
                     response, keep = await asyncio.wait_for(
-                        conn.exchange(raw, head=method == "HEAD"), self._timeout
+                        conn.receive(head=method == "HEAD"), self._timeout
                     )
                 except _StaleConnection:
                     assert conn is not None

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from spoke.messaging.providers.base import ProviderConfigError, SendResult
+from spoke.messaging.providers.base import ProviderConfigError, SendGate, SendResult
 from spoke.messaging.providers.fcm import RetryPolicy
 from spoke.messaging.providers.http1 import Http1Pool, TransportError
 
@@ -151,11 +151,17 @@ class TwilioProvider:
                 f"{message or 'unauthorized'})"
             )
 
-    async def send_many(self, messages: Sequence[SmsMessage]) -> list[SendResult]:
+    async def send_many(
+        self, messages: Sequence[SmsMessage], gates: Sequence[SendGate | None] | None = None
+    ) -> list[SendResult]:
+        """One result per message; every attempt of `messages[i]` passes through `gates[i]`."""
         if not self._checked:
             await self.check_credentials()
             self._checked = True
-        return list(await asyncio.gather(*(self.send(m) for m in messages)))
+        each = gates if gates is not None else [None] * len(messages)
+        return list(
+            await asyncio.gather(*(self.send(m, g) for m, g in zip(messages, each, strict=True)))
+        )
 
     def _form(self, message: SmsMessage) -> bytes:
         fields = {"To": message.to, "Body": message.body}
@@ -167,7 +173,7 @@ class TwilioProvider:
             fields["StatusCallback"] = message.status_callback
         return urlencode(fields).encode()
 
-    async def send(self, message: SmsMessage) -> SendResult:
+    async def send(self, message: SmsMessage, gate: SendGate | None = None) -> SendResult:
         body = self._form(message)
         headers = {
             "Authorization": self._auth,
@@ -179,9 +185,11 @@ class TwilioProvider:
             attempt += 1
             try:
                 answer = await self._pool.request(
-                    "POST", self._messages_path, headers=headers, body=body
+                    "POST", self._messages_path, headers=headers, body=body, gate=gate
                 )
                 verdict = classify(answer.status, answer.headers, answer.body)
+                if gate is not None and verdict.kind == "retry":
+                    gate.refused()  # Twilio answered and did not take it: nothing to duplicate
             except TransportError as exc:
                 verdict = _Verdict("retry", f"TRANSPORT: {exc}"[:300])
             if verdict.kind == "retry" and attempt < self._retry.attempts:

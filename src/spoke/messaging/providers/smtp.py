@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from spoke.messaging.providers.base import ProviderConfigError, SendResult
+from spoke.messaging.providers.base import ProviderConfigError, SendGate, SendResult
 from spoke.messaging.providers.fcm import RetryPolicy
 
 Security = Literal["starttls", "tls", "none"]
@@ -163,6 +163,22 @@ def _close(conn: smtplib.SMTP) -> None:
         conn.close()
 
 
+class _ThreadGate:
+    """A `SendGate` used from a worker thread: its calls run on the event loop."""
+
+    def __init__(self, gate: SendGate, loop: asyncio.AbstractEventLoop) -> None:
+        self._gate = gate
+        self._loop = loop
+
+    def write(self) -> None:
+        """Block until the gate has recorded the attempt (raises what the gate raised)."""
+        # The thread sends once this returns: the gate's own `send` has nothing to do.
+        asyncio.run_coroutine_threadsafe(self._gate.write(lambda: None), self._loop).result()
+
+    def refused(self) -> None:
+        self._loop.call_soon_threadsafe(self._gate.refused)
+
+
 class SmtpProvider:
     """Sends through one SMTP server, over at most `max_connections` kept-open connections."""
 
@@ -175,11 +191,17 @@ class SmtpProvider:
         self._checked = False
         self._closed = threading.Event()
 
-    async def send_many(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
+    async def send_many(
+        self, messages: Sequence[OutgoingEmail], gates: Sequence[SendGate | None] | None = None
+    ) -> list[SendResult]:
         """One result per message, in order; never raises for one message's failure.
+
+        Every attempt of `messages[i]` passes through `gates[i]` (on the event loop) before
+        its MAIL command; the worker thread waits until the gate has recorded it.
 
         Raises:
             ProviderConfigError: the first connection showed the settings can't work.
+            Whatever a gate's `write` raises (the caller's reason to stop sending).
         """
         loop = asyncio.get_running_loop()
         if not self._checked:
@@ -189,7 +211,11 @@ class SmtpProvider:
                 self._idle.put(await loop.run_in_executor(self._executor, connect, self._server))
             self._checked = True
         results: list[SendResult | None] = [None] * len(messages)
-        work = deque(enumerate(messages))
+        each = gates if gates is not None else [None] * len(messages)
+        work = deque(
+            (i, m, _ThreadGate(g, loop) if g else None)
+            for i, (m, g) in enumerate(zip(messages, each, strict=True))
+        )
         workers = min(self._size, len(messages))
         await asyncio.gather(
             *(
@@ -200,7 +226,9 @@ class SmtpProvider:
         return [r or SendResult("failed", reason="not sent") for r in results]
 
     def _drain(
-        self, work: deque[tuple[int, OutgoingEmail]], results: list[SendResult | None]
+        self,
+        work: deque[tuple[int, OutgoingEmail, _ThreadGate | None]],
+        results: list[SendResult | None],
     ) -> None:
         """A worker thread: take messages until none are left, over one connection."""
         try:
@@ -211,23 +239,29 @@ class SmtpProvider:
         try:
             while not self._closed.is_set():
                 try:
-                    index, message = work.popleft()
+                    index, message, gate = work.popleft()
                 except IndexError:
                     break
-                results[index] = self._send(holder, message)
+                results[index] = self._send(holder, message, gate)
         finally:
             if holder[0] is not None:
                 self._idle.put(holder[0])
 
-    def _send(self, holder: list[smtplib.SMTP | None], message: OutgoingEmail) -> SendResult:
+    def _send(
+        self, holder: list[smtplib.SMTP | None], message: OutgoingEmail, gate: _ThreadGate | None
+    ) -> SendResult:
         attempt = 0
         while True:
             attempt += 1
             reused = holder[0] is not None
+            if gate is not None:
+                gate.write()
             verdict = self._attempt(holder, message)
             if verdict.kind == "reconnect" and reused and attempt == 1:
                 attempt = 0  # an idle connection the server had dropped: not a real try
                 continue
+            if gate is not None and verdict.kind == "retry":
+                gate.refused()  # the server answered 4xx and did not take it
             if verdict.kind in ("retry", "reconnect"):
                 if attempt < self._retry.attempts and not self._closed.is_set():
                     time.sleep(self._retry.delay(attempt, None))

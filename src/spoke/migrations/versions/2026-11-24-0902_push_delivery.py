@@ -1,4 +1,4 @@
-"""push exactly-once deliveries and templates
+"""push deliveries: which fan-out run marked a delivery `sending`
 
 Revision ID: 0007
 Revises: 0006
@@ -7,6 +7,9 @@ Create Date: 2026-11-24 09:00:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass  # slot reserved; filled by the change that needs it
+    with op.batch_alter_table("deliveries") as batch:
+        batch.add_column(sa.Column("send_attempt", sa.String(length=120), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("send_attempt")
