@@ -22,7 +22,7 @@ from spoke.core.db import session_scope
 from spoke.hubspot import BlockingClient, SimplePublicObject
 from spoke.sync import mapping as fm
 from spoke.sync.contact_writes import write_contacts
-from spoke.sync.links import record_failure, record_success
+from spoke.sync.links import new_link, record_failure, record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.outbound import Out, Sent
 from spoke.sync.run_counts import RunCounts
@@ -270,16 +270,7 @@ def _store_links(
     for out in outs:
         link = by_user.get(out.user_id)
         if link is None:
-            link = ContactLink(
-                workspace_id=workspace_id,
-                user_id=out.user_id,
-                snapshot={},
-                conflicts=[],
-                failures=0,
-                state="in_sync",
-                updated_at=now,
-            )
-            session.add(link)
+            link = new_link(session, workspace_id, out.user_id, now=now)
         if out.props and out.user_id not in sent.ok:
             reason = sent.failed.get(out.user_id, "not sent")
             counts.error(out.external_id, reason)

@@ -15,7 +15,7 @@ from spoke.core.clock import utcnow
 from spoke.hubspot import SimplePublicObject
 from spoke.sync import mapping as fm
 from spoke.sync.inbound import ORIGIN, validated
-from spoke.sync.links import record_success
+from spoke.sync.links import new_link, record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.settings import Effective
@@ -150,16 +150,7 @@ def apply_page(
         user_id = user_ids[item.external_id]
         link = links.get(contact.id) or links_by_user.get(user_id)
         if link is None:
-            link = ContactLink(
-                workspace_id=workspace_id,
-                user_id=user_id,
-                snapshot={},
-                conflicts=[],
-                failures=0,
-                state="in_sync",
-                updated_at=now,
-            )
-            session.add(link)
+            link = new_link(session, workspace_id, user_id, now=now)
             links_by_user[user_id] = link
         if link.hubspot_id not in (None, contact.id):
             continue  # the user follows another contact; leave that pairing alone

@@ -103,18 +103,24 @@ def link_for(session: Session, workspace_id: str, user_id: int) -> ContactLink:
             ContactLink.workspace_id == workspace_id, ContactLink.user_id == user_id
         )
     )
-    if found is None:
-        found = ContactLink(
-            workspace_id=workspace_id,
-            user_id=user_id,
-            snapshot={},
-            conflicts=[],
-            failures=0,
-            state="in_sync",
-            updated_at=utcnow(),
-        )
-        session.add(found)
-    return found
+    return found if found is not None else new_link(session, workspace_id, user_id)
+
+
+def new_link(
+    session: Session, workspace_id: str, user_id: int, *, now: datetime | None = None
+) -> ContactLink:
+    """A fresh link (in sync, not yet paired with a contact), added to the session."""
+    link = ContactLink(
+        workspace_id=workspace_id,
+        user_id=user_id,
+        snapshot={},
+        conflicts=[],
+        failures=0,
+        state="in_sync",
+        updated_at=now or utcnow(),
+    )
+    session.add(link)
+    return link
 
 
 def holder_of(session: Session, workspace_id: str, hubspot_id: str) -> ContactLink | None:
