@@ -20,16 +20,15 @@ from spoke.core import leases
 from spoke.core.clock import utcnow
 from spoke.core.db import session_scope
 from spoke.hubspot import BlockingClient, SimplePublicObject
-from spoke.sync import mapping as fm
 from spoke.sync.contact_writes import write_contacts
 from spoke.sync.links import new_link, record_failure, record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
-from spoke.sync.outbound import Out, Sent
+from spoke.sync.outbound import Out, Sent, desired_properties
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.run_frontier import IdFrontier
 from spoke.sync.selection import exclusions
 from spoke.sync.settings import Effective, effective, ensure_row
-from spoke.users.models import STANDARD_FIELDS, User
+from spoke.users.models import User
 
 PAGE = 100
 
@@ -150,18 +149,6 @@ def _load(session: Session, eff: Effective, page: Page) -> _People:
     for user in users:
         session.expunge(user)
     return _People(users, excluded)
-
-
-def desired_properties(eff: Effective, user: User) -> dict[str, str]:
-    """The HubSpot properties a user maps to, constants included (email lowercased)."""
-    profile = {name: getattr(user, name) for name in STANDARD_FIELDS}
-    out = {
-        m.hubspot: fm.to_hubspot(fm.read_user_value(m, profile, user.custom or {}), m.spoke_type)
-        for m in eff.mappings
-    }
-    out["email"] = (user.email or "").strip().lower()
-    out.update((eff.row.constants or {}).get("to_hubspot", {}))
-    return out
 
 
 def _outs(
@@ -299,4 +286,4 @@ def _store_links(
     session.flush()
 
 
-__all__ = ["PAGE", "Page", "desired_properties", "plan_pages", "process_page", "total"]
+__all__ = ["PAGE", "Page", "plan_pages", "process_page", "total"]

@@ -101,6 +101,18 @@ class Sent:
             self.transient.add(user_id)
 
 
+def desired_properties(eff: Effective, user: User) -> dict[str, str]:
+    """The HubSpot properties a user maps to, constants included (email lowercased)."""
+    profile = {name: getattr(user, name) for name in STANDARD_FIELDS}
+    out = {
+        m.hubspot: fm.to_hubspot(fm.read_user_value(m, profile, user.custom or {}), m.spoke_type)
+        for m in eff.mappings
+    }
+    out["email"] = (user.email or "").strip().lower()
+    out.update((eff.row.constants or {}).get("to_hubspot", {}))
+    return out
+
+
 def plan_outbound(session: Session, eff: Effective, user_ids: Sequence[int]) -> Plan:
     plan = Plan()
     if not user_ids:
@@ -111,7 +123,6 @@ def plan_outbound(session: Session, eff: Effective, user_ids: Sequence[int]) -> 
     ).all()
     links = links_by_user(session, workspace_id, user_ids)
     kept_home = exclusions(session, eff.row.send_list_ids, [u.id for u in rows])
-    constants: dict[str, str] = dict((eff.row.constants or {}).get("to_hubspot", {}))
     tags: dict[int, dict[str, str]] = {}
     for user_id, key, value in session.execute(
         sa.select(UserTag.user_id, UserTag.key, UserTag.value).where(
@@ -136,15 +147,7 @@ def plan_outbound(session: Session, eff: Effective, user_ids: Sequence[int]) -> 
             plan.excluded[user.id] = "another user with this email is synced"
             continue
         seen_emails[email] = user.id
-        profile = {name: getattr(user, name) for name in STANDARD_FIELDS}
-        desired = {
-            m.hubspot: fm.to_hubspot(
-                fm.read_user_value(m, profile, user.custom or {}), m.spoke_type
-            )
-            for m in eff.mappings
-        }
-        desired["email"] = email
-        desired.update(constants)
+        desired = desired_properties(eff, user)
         linked = link is not None and link.hubspot_id is not None
         snapshot = link.snapshot if link is not None and linked else {}
         props = {
