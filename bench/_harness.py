@@ -194,13 +194,29 @@ class LoadResult:
     peak_mb: float
     rss_25_mb: float
     rss_end_mb: float
+    # CPU time the server process used (user + system): per item, it is the figure that
+    # holds still when other work shares the machine; as a share of the wall time, it
+    # says whether the server was the bottleneck (~100% of one core under the GIL).
+    server_cpu_s: float = 0.0
 
     def line(self, label: str, unit: str) -> str:
+        cpu = ""
+        if self.server_cpu_s:
+            cpu = (
+                f" | server CPU {self.server_cpu_s / self.count * 1e6:.0f} µs/{unit.rstrip('s')}"
+                f" ({self.server_cpu_s / self.seconds:.0%} of a core)"
+            )
         return (
             f"  {label:<10} {self.count:>8} {unit} in {self.seconds:6.1f} s = "
             f"{self.count / self.seconds:7.0f} {unit}/s | server RSS peak {self.peak_mb:.0f} MB "
-            f"(at 25%: {self.rss_25_mb:.0f} MB, end: {self.rss_end_mb:.0f} MB)"
+            f"(at 25%: {self.rss_25_mb:.0f} MB, end: {self.rss_end_mb:.0f} MB){cpu}"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def post_batches(
@@ -217,6 +233,7 @@ def post_batches(
     response says it wrote (and checks nothing failed)."""
     sampler = RssSampler(server_pid)
     total = 0
+    cpu_before = cpu_seconds(server_pid)
     began = time.perf_counter()
     with (
         httpx.Client(
@@ -238,6 +255,7 @@ def post_batches(
         sampler.peak / 2**20,
         sampler.rss_at(0.25) / 2**20,
         sampler.rss_at(1.0) / 2**20,
+        server_cpu_s=cpu_seconds(server_pid) - cpu_before,
     )
 
 

@@ -69,12 +69,11 @@ def _events_of(body: dict[str, Any]) -> list[Any]:
 def _result(ingested: service.Ingested, errors: list[schemas.EventResult]) -> dict[str, Any]:
     # Only the events that were not stored are listed: a 1,000-event batch that went in
     # whole answers with three counts, not a thousand "accepted" lines.
-    skipped = [r for r in ingested.results if r.status != "accepted"]
     return {
-        "accepted": ingested.count("accepted"),
-        "duplicates": len(skipped),
+        "accepted": ingested.accepted,
+        "duplicates": len(ingested.duplicates),
         "failed": len(errors),
-        "results": sorted([*skipped, *errors], key=lambda r: r.index),
+        "results": sorted([*ingested.duplicates, *errors], key=lambda r: r.index),
     }
 
 

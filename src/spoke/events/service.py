@@ -36,10 +36,10 @@ class KnownEventNotFound(NotFound):
 
 @dataclass(frozen=True)
 class Ingested:
-    results: list[EventResult]
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
+    accepted: int
+    # Only the events not stored get a result object: at 20,000 events a second, one per
+    # accepted event was a measurable share of the request.
+    duplicates: list[EventResult]
 
 
 def parse(raw: Sequence[Any]) -> tuple[list[tuple[int, EventIn]], list[EventResult]]:
@@ -67,9 +67,9 @@ def ingest(session: Session, workspace_id: str, events: Sequence[tuple[int, Even
     for attempt in range(_ATTEMPTS):
         savepoint = session.begin_nested()
         try:
-            results = _ingest_once(session, workspace_id, events)
+            ingested = _ingest_once(session, workspace_id, events)
             savepoint.commit()
-            return Ingested(results)
+            return ingested
         except IntegrityError:
             savepoint.rollback()
             if attempt == _ATTEMPTS - 1:
@@ -79,7 +79,7 @@ def ingest(session: Session, workspace_id: str, events: Sequence[tuple[int, Even
 
 def _ingest_once(
     session: Session, workspace_id: str, events: Sequence[tuple[int, EventIn]]
-) -> list[EventResult]:
+) -> Ingested:
     now = utcnow()
     keys = [e.id for _, e in events if e.id is not None]
     stored: set[str] = set()
@@ -87,16 +87,17 @@ def _ingest_once(
         stored = set(
             session.scalars(
                 sa.select(ProductEvent.event_key).where(
-                    ProductEvent.workspace_id == workspace_id, ProductEvent.event_key.in_(keys)
+                    ProductEvent.workspace_id == workspace_id,
+                    bulk.among(session, ProductEvent.event_key, keys),
                 )
             )
         )
-    results: list[EventResult] = []
+    duplicates: list[EventResult] = []
     rows: list[dict[str, Any]] = []
     for index, event in events:
         if event.id is not None:
             if event.id in stored:
-                results.append(EventResult(index=index, status="duplicate", id=event.id))
+                duplicates.append(EventResult(index=index, status="duplicate", id=event.id))
                 continue
             stored.add(event.id)  # a second copy later in this batch is a duplicate too
         rows.append(
@@ -112,10 +113,9 @@ def _ingest_once(
                 "received_at": now,
             }
         )
-        results.append(EventResult(index=index, status="accepted", id=event.id))
     bulk.insert(session, table_of(ProductEvent), rows)
     _count(session, workspace_id, rows)
-    return results
+    return Ingested(accepted=len(rows), duplicates=duplicates)
 
 
 def _count(session: Session, workspace_id: str, rows: Sequence[dict[str, Any]]) -> None:
