@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -44,6 +45,10 @@ from spoke.users.changes import Origin
 from spoke.users.models import User
 from spoke.users.schemas import UserFields
 from spoke.workspaces import service as workspaces
+
+
+def _cpu(times: Any) -> float:
+    return float(times.user + times.system)
 
 
 def _emulator(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
@@ -184,6 +189,8 @@ def main() -> None:
                     request_group_id=None,
                 )
             committed = time.time()
+            cpu_before = _cpu(process.cpu_times())
+            emulator_before = _cpu(psutil.Process(emulator.pid).cpu_times())
             started = time.perf_counter()
             run_started = time.time()
             fanout.run(
@@ -197,6 +204,15 @@ def main() -> None:
             stats = httpx.get(f"{url}/_fcm/stats").json()
             rate = stats["accepted"] / elapsed
             print(f"sent {stats['accepted']} in {elapsed:.1f} s = {rate:,.0f} sends/s")
+            ours = _cpu(process.cpu_times()) - cpu_before
+            theirs = _cpu(psutil.Process(emulator.pid).cpu_times()) - emulator_before
+            sends = max(1, stats["accepted"])
+            print(
+                f"CPU: fan-out {ours:.1f} s ({ours / sends * 1e6:.0f} µs/send, "
+                f"{ours / elapsed:.0%} of a core), emulator {theirs:.1f} s "
+                f"({theirs / sends * 1e6:.0f} µs/send); machine load {os.getloadavg()[0]:.1f} "
+                f"on {os.cpu_count()} cores"
+            )
             first = stats["first_received_at"]
             print(
                 f"accept (one INSERT, committed) {(committed - accepted) * 1000:.0f} ms; "

@@ -120,6 +120,17 @@ def _executemany(session: Session, table: sa.Table, rows: Sequence[Row]) -> None
         # so callers pass every column; this keeps SQLite forgiving all the same).
         session.execute(sa.insert(table), list(rows))
         return
+    names = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'  # noqa: S608
+    _sqlite_executemany(session, table, sql, columns, rows)
+
+
+def _sqlite_executemany(
+    session: Session, table: sa.Table, sql: str, columns: Sequence[str], rows: Sequence[Row]
+) -> None:
+    """Run `sql` (identifiers from our own table metadata, `?` for values) once per row,
+    each value passed through its column type's bind processor, in one driver call."""
     connection = session.connection()
     dialect = connection.dialect
     processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
@@ -130,10 +141,6 @@ def _executemany(session: Session, table: sa.Table, rows: Sequence[Row]) -> None
         )
         for row in rows
     ]
-    names = ", ".join(f'"{c}"' for c in columns)
-    marks = ", ".join("?" for _ in columns)
-    # Identifiers come from our own table metadata; values travel as parameters.
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'  # noqa: S608
     connection.exec_driver_sql(sql, params)
 
 
@@ -156,22 +163,21 @@ def _copy(session: Session, table: sa.Table, rows: Sequence[Row]) -> None:
 
 
 def update(session: Session, table: sa.Table, keys: Sequence[str], rows: Sequence[Row]) -> None:
-    """Set every non-key column of each row on the table row matching its `keys`."""
+    """Set every non-key column of each row on the table row matching its `keys`
+    (statements below SQLAlchemy's: Python-side `onupdate` values are not applied)."""
     if not rows:
         return
     columns = list(rows[0])
     if not _is_pg(session):
-        match = sa.and_(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-        values: dict[str, Any] = {c: sa.bindparam(f"v_{c}") for c in columns if c not in keys}
-        session.execute(
-            table.update().where(match).values(values),
-            [
-                {
-                    **{f"k_{k}": row[k] for k in keys},
-                    **{f"v_{c}": row[c] for c in columns if c not in keys},
-                }
-                for row in rows
-            ],
+        changed = [c for c in columns if c not in keys]
+        assignments = ", ".join(f'"{c}" = ?' for c in changed)
+        match = " AND ".join(f'"{k}" = ?' for k in keys)
+        _sqlite_executemany(
+            session,
+            table,
+            f'UPDATE "{table.name}" SET {assignments} WHERE {match}',  # noqa: S608
+            [*changed, *keys],
+            rows,
         )
         return
     source, params = _arrays(table, columns, rows)

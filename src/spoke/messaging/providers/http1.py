@@ -59,26 +59,28 @@ class _Connection:
         reused = self.used
         self.used = True
         await self.writer.drain()
-        status_line = await self.reader.readline()
-        if not status_line:
-            if reused:
-                raise _StaleConnection
-            raise TransportError("the server closed the connection without answering")
+        # The whole head in one read: a line-by-line loop cost one await per header.
+        try:
+            head_bytes = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial and reused:
+                raise _StaleConnection from None
+            if not exc.partial:
+                raise TransportError("the server closed the connection without answering") from None
+            raise TransportError("the connection closed inside the response headers") from None
+        except asyncio.LimitOverrunError:
+            raise TransportError("the response headers are too long") from None
+        status_line, *lines = head_bytes[:-4].split(b"\r\n")
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise TransportError(f"malformed status line {status_line[:80]!r}")
         status = int(parts[1])
+        if len(lines) > _MAX_HEADER_LINES:
+            raise TransportError("too many response header lines")
         headers: dict[str, str] = {}
-        for _ in range(_MAX_HEADER_LINES):
-            line = await self.reader.readline()
-            if line in (b"\r\n", b"\n"):
-                break
-            if not line:
-                raise TransportError("the connection closed inside the response headers")
+        for line in lines:
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        else:
-            raise TransportError("too many response header lines")
         keep_alive = headers.get("connection", "").lower() != "close" and parts[0] != b"HTTP/1.0"
         if head or status in (204, 304) or 100 <= status < 200:
             body = b""
@@ -159,15 +161,16 @@ class Http1Pool:
                 conn = self._idle.pop() if self._idle else None
                 try:
                     if conn is None:
-                        conn = await asyncio.wait_for(self._open(), self._timeout)
+                        async with asyncio.timeout(self._timeout):
+                            conn = await self._open()
                     if gate is not None:
                         await gate.write(functools.partial(conn.send, raw))
                         gate = None  # a stale-connection retry re-sends what was recorded
                     else:
                         conn.send(raw)
-                    response, keep = await asyncio.wait_for(
-                        conn.receive(head=method == "HEAD"), self._timeout
-                    )
+                    # `asyncio.timeout`, not `wait_for`: no extra task per request.
+                    async with asyncio.timeout(self._timeout):
+                        response, keep = await conn.receive(head=method == "HEAD")
                 except _StaleConnection:
                     assert conn is not None
                     conn.close()
