@@ -103,6 +103,24 @@ class TestConsumer:
             worker.stop()
         assert _seen[token] == [7, 7]  # failed once, retried once, then done
 
+    def test_an_idle_worker_wakes_when_its_process_enqueues(self, jobs: JobRuntime) -> None:
+        # The doorbell ends an idle worker's wait; counted by wake-ups, not by the clock:
+        # the worker's poll is set to an hour, so only a ring can get the job run.
+        token = uuid.uuid4().hex
+        consumer = jobs.consumer(workers=1, embedded=True)
+        for worker, _process in consumer.worker_threads:
+            worker.delay = worker.default_delay = worker.max_delay = 3600.0
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        thread.start()
+        try:
+            time.sleep(0.2)  # let the worker find the queue empty and go to sleep
+            jobs.enqueue("tests.record", token=token, value=1)
+            _wait_for(lambda: _seen.get(token) == [1], timeout=20)
+        finally:
+            consumer.stop(graceful=True)
+            thread.join(10)
+        assert not thread.is_alive()
+
     def test_periodic_sweeper_resumes_an_import_whose_worker_died(
         self, jobs: JobRuntime, tenant: Tenant
     ) -> None:

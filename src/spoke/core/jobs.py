@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Worker
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoke.config import Settings
@@ -97,6 +97,42 @@ def build_huey(settings: Settings, *, name: str = "spoke") -> Huey:
     return SqliteHuey(name=name, filename=str(settings.huey_file), results=False)
 
 
+class Doorbell:
+    """Wakes this process's idle workers when this process enqueues a job.
+
+    Redis hands a job to a blocked worker at once; the SQLite queue is polled, and an idle
+    worker polls only once a second. When the API and the worker share a process (`spoke
+    serve`, `spoke demo`), a ring ends that wait, so a push starts within milliseconds of
+    its request. Workers in other processes still find the job at their next poll."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+
+    def ring(self) -> None:
+        with self._condition:
+            self._condition.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._condition:
+            self._condition.wait(timeout)
+
+
+class _DoorbellWorker(Worker):  # type: ignore[misc]
+    doorbell = Doorbell()  # replaced per consumer
+    # Set by Huey's (untyped) constructor.
+    delay: float
+    max_delay: float
+    backoff: float
+
+    def sleep(self) -> None:
+        # Huey's own sleep, waiting on the doorbell instead of the stop flag (a stop is
+        # seen at the next wake-up, at most `max_delay` later, or at once: stop rings too).
+        delay = min(self.delay, self.max_delay)
+        if not self.stop_flag.is_set():
+            self.doorbell.wait(delay)
+        self.delay = delay * self.backoff
+
+
 @dataclass
 class JobRuntime:
     """The declared jobs bound to one Huey instance, plus what they run with."""
@@ -106,6 +142,7 @@ class JobRuntime:
     huey: Huey
     encryptor: Encryptor
     worker_id: str = field(default_factory=new_worker_id)
+    doorbell: Doorbell = field(default_factory=Doorbell)
     _tasks: dict[str, Any] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -135,6 +172,7 @@ class JobRuntime:
         if name not in self._tasks:
             raise KeyError(f"unknown job {name!r}")
         self._tasks[name](**kwargs)
+        self.doorbell.ring()
 
     def enqueue_after_commit(self, session: Session, name: str, **kwargs: Any) -> None:
         if name not in self._tasks:
@@ -164,9 +202,10 @@ class JobRuntime:
         self.huey.pending_count()
 
     def consumer(self, *, workers: int | None = None, embedded: bool = False) -> Consumer:
-        cls = EmbeddedConsumer if embedded else Consumer
+        cls = EmbeddedConsumer if embedded else SpokeConsumer
         return cls(
             self.huey,
+            doorbell=self.doorbell,
             workers=workers or self.settings.jobs.workers,
             worker_type="thread",
             periodic=True,
@@ -176,7 +215,27 @@ class JobRuntime:
         )
 
 
-class EmbeddedConsumer(Consumer):  # type: ignore[misc]
+class SpokeConsumer(Consumer):  # type: ignore[misc]
+    """Huey's consumer whose idle workers also wake when this process enqueues a job."""
+
+    worker_class = _DoorbellWorker
+
+    def __init__(self, huey: Huey, *, doorbell: Doorbell, **options: Any) -> None:
+        self.doorbell = doorbell  # before Huey's constructor, which creates the workers
+        super().__init__(huey, **options)
+
+    def _create_worker(self) -> Worker:
+        worker = super()._create_worker()
+        worker.doorbell = self.doorbell
+        return worker
+
+    def stop(self, graceful: bool = False) -> None:
+        self.stop_flag.set()
+        self.doorbell.ring()  # idle workers see the flag now, not at their next poll
+        super().stop(graceful=graceful)
+
+
+class EmbeddedConsumer(SpokeConsumer):
     """A consumer that runs inside `spoke serve`: the host process owns the signals."""
 
     def _set_signal_handlers(self) -> None:
