@@ -221,6 +221,7 @@ def render_run(run: ContactSyncRun) -> RunOut:
         conflicts=run.conflicts,
         excluded=run.excluded,
         failed=run.failed,
+        list_adds=run.list_adds,
         samples={k: list(v) for k, v in (run.samples or {}).items()},
         error=run.error,
         requested_by=run.requested_by,

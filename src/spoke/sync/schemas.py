@@ -168,6 +168,11 @@ class RunOut(BaseModel):
     conflicts: int = Field(description="Fields that differed on both sides.")
     excluded: int
     failed: int
+    list_adds: int = Field(
+        0,
+        description="Contacts added to the settings' HubSpot list (`hubspot_list_id`); a dry "
+        "run counts those it would add.",
+    )
     samples: dict[str, list[dict[str, Any]]] = Field(
         description="Up to 50 conflicts (field by field) and 50 errors."
     )
