@@ -1,6 +1,8 @@
 """`kill -9` of a `spoke worker` in the middle of a 50,000-record manual sync, each way: after
 a restart the run resumes from its last checkpoint and finishes, every record is on the other
-side exactly once, and the run's counts add up."""
+side exactly once, and the run's counts add up. Going to HubSpot the settings name a HubSpot
+list: every contact ends up in it, and only the pages in flight at the kill repeat their
+membership call."""
 
 from __future__ import annotations
 
@@ -73,6 +75,16 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         settings={"rate_limits": {"enabled": False}, "faults": {"latency_ms": 5}},
     )
     portal_url = f"{hubspot_sandbox.url}/_sandbox/portals/{portal['portal_id']}"
+    as_portal = {"Authorization": f"Bearer {portal['private_app_token']}"}
+    list_id: str | None = None
+    if direction == "to_hubspot":
+        made = httpx.post(
+            f"{hubspot_sandbox.url}/crm/v3/lists",
+            json={"name": "From Spoke", "objectTypeId": "0-1", "processingType": "MANUAL"},
+            headers=as_portal,
+            timeout=10,
+        )
+        list_id = str(made.json()["list"]["listId"])
     if direction == "to_spoke":
         seeded = httpx.post(f"{portal_url}/seed", json={"contacts": RECORDS}, timeout=120)
         assert seeded.json()["contacts"] == RECORDS
@@ -111,7 +123,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
             portal_id=portal["portal_id"],
             webhook_secret=None,
         )
-        ensure_row(session, ws_id)
+        ensure_row(session, ws_id).hubspot_list_id = list_id
         run = runs.start(
             session, ws_id, direction=direction, source_app=None, dry_run=False, actor="t"
         )
@@ -167,3 +179,18 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         )
     assert linked == RECORDS
     assert spoke_users == rows == RECORDS
+    if list_id is not None:
+        listed = httpx.get(
+            f"{hubspot_sandbox.url}/crm/v3/lists/{list_id}", headers=as_portal, timeout=10
+        )
+        assert listed.json()["list"]["size"] == RECORDS
+        assert done.list_adds == RECORDS
+        counters = httpx.get(f"{portal_url}/counters", timeout=10).json()
+        calls = sum(
+            n
+            for key, n in counters["requests_by_endpoint"].items()
+            if key.endswith("/memberships/add")
+        )
+        # One call per page of 100; at most the pages in flight at the kill call again.
+        in_flight = runtime.settings.hubspot.backfill_concurrency
+        assert RECORDS // 100 <= calls <= RECORDS // 100 + in_flight
