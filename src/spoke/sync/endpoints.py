@@ -241,8 +241,8 @@ def render_run(run: ContactSyncRun) -> RunOut:
 def start_run(body: RunIn, caller: AdminCaller, session: Db, services: AppServices) -> RunOut:
     """Start a manual sync (backfill) of existing records in one direction. Owners and
     managers only; one run at a time. While it runs the sync state is `syncing` and
-    real-time changes wait. `dry_run` reports creates, updates, duplicates and conflicts
-    without writing."""
+    real-time changes wait. `dry_run` reports creates, updates, duplicates, conflicts and
+    additions to the settings' HubSpot list (`list_adds`) without writing."""
     run = runs.start(
         session,
         caller.workspace_id,

@@ -65,8 +65,9 @@ class SettingsIn(BaseModel):
         None,
         max_length=32,
         pattern=r"^[0-9]{1,32}$",
-        description="A HubSpot MANUAL (static) contact list; every contact the sync sends is "
-        "added to it once. Checked against the portal when saved.",
+        description="A HubSpot MANUAL (static) contact list; every contact Spoke sends (in "
+        "real time or by a manual sync to HubSpot) is added to it once. Contacts that only "
+        "came from HubSpot are not. Checked against the portal when saved.",
     )
     lead_status: str | None = Field(
         "CONNECTED",
