@@ -1,6 +1,8 @@
 """`kill -9` of a `spoke worker` in the middle of a 50,000-record manual sync, each way: after
 a restart the run resumes from its last checkpoint and finishes, every record is on the other
-side exactly once, and the run's counts add up."""
+side exactly once, and the run's counts add up. Going to HubSpot the settings name a HubSpot
+list: every contact ends up in it, and only the pages in flight at the kill repeat their
+membership call."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from spoke.workspaces import service as workspaces
 
 RECORDS = 50_000
 LEASE_SECONDS = 2
+PORTAL_RATE_LIMIT = 190
 
 
 @pytest.fixture(params=KILL_BACKENDS, ids=KILL_BACKEND_IDS)
@@ -47,6 +50,11 @@ def setup(
         tmp_path,
         lease_seconds=LEASE_SECONDS,
         SPOKE_HUBSPOT__BASE_URL=hubspot_sandbox.url,
+        # The portal's budget paces a backfill (one call per 100 records). These portals
+        # stand for a Pro/Enterprise private app, which HubSpot grants 190 calls per 10 s
+        # (the default 100 is the Free/Starter figure); their sandbox limits are off, so
+        # only Spoke's own pacing applies. It halves the run without changing what it does.
+        SPOKE_HUBSPOT__RATE_LIMIT=str(PORTAL_RATE_LIMIT),
     ) as pair:
         yield pair
 
@@ -73,8 +81,21 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         settings={"rate_limits": {"enabled": False}, "faults": {"latency_ms": 5}},
     )
     portal_url = f"{hubspot_sandbox.url}/_sandbox/portals/{portal['portal_id']}"
+    as_portal = {"Authorization": f"Bearer {portal['private_app_token']}"}
+    list_id: str | None = None
+    if direction == "to_hubspot":
+        made = httpx.post(
+            f"{hubspot_sandbox.url}/crm/v3/lists",
+            json={"name": "From Spoke", "objectTypeId": "0-1", "processingType": "MANUAL"},
+            headers=as_portal,
+            timeout=10,
+        )
+        list_id = str(made.json()["list"]["listId"])
     if direction == "to_spoke":
-        seeded = httpx.post(f"{portal_url}/seed", json={"contacts": RECORDS}, timeout=120)
+        # Contacts that were there before any app subscribed: no creation webhooks.
+        seeded = httpx.post(
+            f"{portal_url}/seed", json={"contacts": RECORDS, "webhooks": False}, timeout=120
+        )
         assert seeded.json()["contacts"] == RECORDS
     with session_scope(runtime.sessions) as session:
         created = workspaces.create_workspace(
@@ -111,7 +132,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
             portal_id=portal["portal_id"],
             webhook_secret=None,
         )
-        ensure_row(session, ws_id)
+        ensure_row(session, ws_id).hubspot_list_id = list_id
         run = runs.start(
             session, ws_id, direction=direction, source_app=None, dry_run=False, actor="t"
         )
@@ -125,7 +146,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         while _run(runtime, run_id).done < RECORDS // 5:
             assert first.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the worker never got going: " + log.read_text()
-            time.sleep(0.01)
+            time.sleep(0.05)  # a page or so: the kill still lands well inside the run
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -167,3 +188,18 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         )
     assert linked == RECORDS
     assert spoke_users == rows == RECORDS
+    if list_id is not None:
+        listed = httpx.get(
+            f"{hubspot_sandbox.url}/crm/v3/lists/{list_id}", headers=as_portal, timeout=10
+        )
+        assert listed.json()["list"]["size"] == RECORDS
+        assert done.list_adds == RECORDS
+        counters = httpx.get(f"{portal_url}/counters", timeout=10).json()
+        calls = sum(
+            n
+            for key, n in counters["requests_by_endpoint"].items()
+            if key.endswith("/memberships/add")
+        )
+        # One call per page of 100; at most the pages in flight at the kill call again.
+        in_flight = runtime.settings.hubspot.backfill_concurrency
+        assert RECORDS // 100 <= calls <= RECORDS // 100 + in_flight

@@ -5,7 +5,8 @@ the source app winning (`spoke`, the default when Spoke sends) and no dry run, a
 written without reading HubSpot first (`contact_writes.write_contacts`): our values win
 anyway, a blank is never sent, and what HubSpot held before stays in its property history.
 When HubSpot wins, or for a dry run, the page first reads the contacts by email to compare
-field by field (two requests per page).
+field by field (two requests per page). With a HubSpot list in the settings the page then
+adds its contacts to it (`backfill_list`: one more request, only for contacts not yet added).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from spoke.core import leases
 from spoke.core.clock import utcnow
 from spoke.core.db import session_scope
 from spoke.hubspot import BlockingClient, SimplePublicObject
+from spoke.sync import backfill_list
 from spoke.sync.contact_writes import write_contacts
 from spoke.sync.links import new_link, record_failure, record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
@@ -94,8 +96,8 @@ def process_page(
         workspace_id, source, dry = run.workspace_id, run.source_app, run.dry_run
         eff = effective(session, ensure_row(session, workspace_id))
         people = _load(session, eff, page)
-        links = {
-            link.user_id: link.hubspot_id
+        markers = {
+            link.user_id: backfill_list.Marker(link.hubspot_id, link.hubspot_list_id)
             for link in session.scalars(
                 sa.select(ContactLink).where(
                     ContactLink.workspace_id == workspace_id,
@@ -103,16 +105,20 @@ def process_page(
                 )
             )
         }
-    outs = _outs(eff, people, links, counts)
+    outs = _outs(eff, people, {u: m.hubspot_id for u, m in markers.items()}, counts)
     read_first = dry or source == "hubspot"
     existing: dict[str, SimplePublicObject] = {}
     if read_first and outs:
         existing = _read_by_email(hs, eff, outs)
         outs = _compare(outs, existing, source, counts)
     sent = Sent()
-    if not dry:
+    list_id = eff.row.hubspot_list_id
+    if dry:
+        counts.list_adds += backfill_list.would_add(list_id, outs, markers)
+    else:
         lead_status = eff.row.lead_status if "hs_lead_status" in eff.hubspot_properties else None
         write_contacts(hs, outs, sent, lead_status=lead_status)
+        backfill_list.add_page(hs, list_id, outs, markers, sent)
     with session_scope(sessions) as session:
         leases.renew(session, ContactSyncRun, run_id, owner, lease_seconds)
         # Pages of one run commit concurrently: lock the run row for the read-modify-write.
@@ -263,13 +269,15 @@ def _store_links(
             counts.error(out.external_id, reason)
             record_failure(link, reason, now=now, transient=out.user_id in sent.transient)
             continue
-        contact_id = sent.ok[out.user_id][0] if out.props else out.hubspot_id
+        contact_id = backfill_list.contact_of(out, sent)
         if contact_id is None:
             continue
         holder = holders.get(contact_id)
         if holder is not None and holder != out.user_id:
             link.state, link.reason = "excluded", "another user is linked to this contact"
             continue
+        if link.hubspot_id != contact_id:
+            link.hubspot_list_id = None  # the list held the old contact, not this one
         remote = existing.get(out.email)
         # What both sides now agree on: HubSpot's values where we sent nothing (if we read
         # them), ours where we sent; unread fields stay blank so a later HubSpot value flows in.
@@ -283,6 +291,7 @@ def _store_links(
         record_success(link)
         link.last_synced_at = link.updated_at = now
         link.settings_version = eff.row.version
+        backfill_list.store(link, out, sent, counts, now=now)
     session.flush()
 
 

@@ -1,12 +1,23 @@
 """What the sync does to HubSpot contacts besides their mapped properties.
 
 - **The settings' HubSpot list** (`hubspot_list_id`, a MANUAL or SNAPSHOT list): every
-  contact the sync sends (created, matched by email, or updated) is added once; the list id
-  is kept on the link (`contact_links.hubspot_list_id`), so it is not added again unless the
-  setting names another list. Adds go in batches of `LIST_BATCH` ids through the lists v3
-  membership call (idempotent: HubSpot ignores ids already in the list, so the client's
-  retries of 429/5xx are safe); a failed add marks the link failing and the backoff
-  retries it.
+  contact Spoke sends (created, matched by email, or updated), in real time or by a manual
+  sync to HubSpot (`backfill_list`), is added once; the list id is kept on the link
+  (`contact_links.hubspot_list_id`), so it is not added again unless the setting names
+  another list (then each contact joins the new list on its next send, or at the next
+  manual sync to HubSpot) or the link moves to another contact. Adds go in batches of
+  `LIST_BATCH` ids through the lists v3 membership call (idempotent: HubSpot ignores ids
+  already in the list, so the client's retries of 429/5xx and a killed run's repeated page
+  are safe); a failed add marks the link failing and the backoff retries it.
+
+  Contacts that only came *from* HubSpot (inbound real time, reconcile, a manual sync to
+  Spoke) are not added: the list marks what Spoke transferred into HubSpot, as in the
+  integration this sync follows ("transfer prospects from Snov.io to your HubSpot list",
+  with a list on the other side, here `receive_list_id`, "to store the prospects synced
+  from HubSpot"), and like the `to_hubspot` constants it tells a HubSpot user which contacts
+  came from Spoke; HubSpot's own contacts would blur that, and a contact created in HubSpot
+  is already where it belongs. Such a contact joins the list as soon as Spoke sends it (a
+  change made in Spoke, or a manual sync to HubSpot, which sends every user).
 - **Soft deletes** (`delete_policy = soft`): a user deleted in Spoke sets the contact's
   `spoke_deleted` property to `true`; restoring the user clears it. The property (a single
   checkbox in a `spoke` property group) is created in the portal the first time it is

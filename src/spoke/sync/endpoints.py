@@ -221,6 +221,7 @@ def render_run(run: ContactSyncRun) -> RunOut:
         conflicts=run.conflicts,
         excluded=run.excluded,
         failed=run.failed,
+        list_adds=run.list_adds,
         samples={k: list(v) for k, v in (run.samples or {}).items()},
         error=run.error,
         requested_by=run.requested_by,
@@ -240,8 +241,8 @@ def render_run(run: ContactSyncRun) -> RunOut:
 def start_run(body: RunIn, caller: AdminCaller, session: Db, services: AppServices) -> RunOut:
     """Start a manual sync (backfill) of existing records in one direction. Owners and
     managers only; one run at a time. While it runs the sync state is `syncing` and
-    real-time changes wait. `dry_run` reports creates, updates, duplicates and conflicts
-    without writing."""
+    real-time changes wait. `dry_run` reports creates, updates, duplicates, conflicts and
+    additions to the settings' HubSpot list (`list_adds`) without writing."""
     run = runs.start(
         session,
         caller.workspace_id,

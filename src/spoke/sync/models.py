@@ -133,6 +133,8 @@ class ContactSyncRun(Leased, Base):
     conflicts: Mapped[int] = mapped_column(default=0)
     excluded: Mapped[int] = mapped_column(default=0)
     failed: Mapped[int] = mapped_column(default=0)
+    # Contacts added to the settings' HubSpot list (a dry run: that would be added).
+    list_adds: Mapped[int] = mapped_column(default=0)
     checkpoint: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Capped samples: conflicts field by field, errors with their record.
     samples: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

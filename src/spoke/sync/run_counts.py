@@ -20,6 +20,7 @@ class RunCounts:
     excluded: int = 0
     failed: int = 0
     done: int = 0
+    list_adds: int = 0
     conflict_samples: list[dict[str, Any]] = field(default_factory=list)
     error_samples: list[dict[str, Any]] = field(default_factory=list)
 
@@ -43,6 +44,7 @@ class RunCounts:
             "excluded",
             "failed",
             "done",
+            "list_adds",
         ):
             setattr(run, name, getattr(run, name) + getattr(self, name))
         samples = dict(run.samples or {})

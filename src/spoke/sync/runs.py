@@ -11,7 +11,8 @@ While a run is queued or running the workspace's state is `syncing`: real-time c
 time per workspace. Each page commits with the run's checkpoint and a lease renewal, so a
 run survives `kill -9` of its worker: the sweeper re-enqueues it when the lease runs out
 and it resumes after the last committed page. Re-doing a page is harmless (upserts by
-email, writes by key, comparisons against current values).
+email, writes by key, comparisons against current values, idempotent adds to the settings'
+HubSpot list).
 """
 
 from __future__ import annotations

@@ -65,8 +65,9 @@ class SettingsIn(BaseModel):
         None,
         max_length=32,
         pattern=r"^[0-9]{1,32}$",
-        description="A HubSpot MANUAL (static) contact list; every contact the sync sends is "
-        "added to it once. Checked against the portal when saved.",
+        description="A HubSpot MANUAL (static) contact list; every contact Spoke sends (in "
+        "real time or by a manual sync to HubSpot) is added to it once. Contacts that only "
+        "came from HubSpot are not. Checked against the portal when saved.",
     )
     lead_status: str | None = Field(
         "CONNECTED",
@@ -168,6 +169,11 @@ class RunOut(BaseModel):
     conflicts: int = Field(description="Fields that differed on both sides.")
     excluded: int
     failed: int
+    list_adds: int = Field(
+        0,
+        description="Contacts added to the settings' HubSpot list (`hubspot_list_id`); a dry "
+        "run counts those it would add.",
+    )
     samples: dict[str, list[dict[str, Any]]] = Field(
         description="Up to 50 conflicts (field by field) and 50 errors."
     )
