@@ -165,11 +165,17 @@ class SendJournal:
                     self._owner,
                     self._lease_seconds,
                 )
+                # Core statements on the table, not ORM ones: this runs on the event loop,
+                # where the ORM's bulk-update bookkeeping was a measurable share.
+                deliveries = table_of(Delivery)
                 if waiting:
                     marked = rowcount(
                         session.execute(
-                            sa.update(Delivery)
-                            .where(Delivery.id.in_(list(waiting)), Delivery.status == "queued")
+                            sa.update(deliveries)
+                            .where(
+                                deliveries.c.id.in_(list(waiting)),
+                                deliveries.c.status == "queued",
+                            )
                             .values(status="sending", send_attempt=self._owner)
                         )
                     )
@@ -180,11 +186,11 @@ class SendJournal:
                         )
                 if unmark:
                     session.execute(
-                        sa.update(Delivery)
-                        .where(Delivery.id.in_(list(unmark)), Delivery.status == "sending")
+                        sa.update(deliveries)
+                        .where(deliveries.c.id.in_(list(unmark)), deliveries.c.status == "sending")
                         .values(status="queued")
                     )
-                bulk.update(session, table_of(Delivery), ["id"], outcomes)
+                bulk.update(session, deliveries, ["id"], outcomes)
                 bulk.update(session, table_of(Subscription), ["id"], gone)
         except Exception as exc:
             self._failure = exc
