@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from spoke.core.clock import utcnow
-from spoke.core.db import session_scope
+from spoke.core.db import session_scope, table_of
 from spoke.events import cap, naming, rollup
 from spoke.events.export_context import Context
 from spoke.events.export_models import EventExportMark, EventExportRollup, EventExportSettings
@@ -21,15 +21,18 @@ from spoke.events.identity import identity_key
 from spoke.events.models import KnownEvent, ProductEvent
 
 Pair = tuple[str, str]
+_EVENTS = table_of(ProductEvent)
+# Core columns of the table, not ORM attributes: the rows then skip the ORM's loading
+# machinery, which was over half the cost of reading a chunk.
 _COLUMNS = (
-    ProductEvent.id,
-    ProductEvent.type,
-    ProductEvent.name,
-    ProductEvent.external_id,
-    ProductEvent.email,
+    _EVENTS.c.id,
+    _EVENTS.c.type,
+    _EVENTS.c.name,
+    _EVENTS.c.external_id,
+    _EVENTS.c.email,
     # As text, parsed once below with orjson: cheaper than the driver's JSON handling.
-    sa.cast(ProductEvent.properties, sa.Text).label("properties"),
-    ProductEvent.occurred_at,
+    sa.cast(_EVENTS.c.properties, sa.Text).label("properties"),
+    _EVENTS.c.occurred_at,
 )
 
 
@@ -96,14 +99,14 @@ def scan_plans(ctx: Context) -> Iterator[Plan]:
     while after < bound:
         with session_scope(ctx.sessions) as session:
             stmt = sa.select(*_COLUMNS).where(
-                ProductEvent.workspace_id == ctx.workspace_id,
-                ProductEvent.id > after,
-                ProductEvent.id <= bound,
-                sa.tuple_(ProductEvent.type, ProductEvent.name).in_(sorted(pairs)),
+                _EVENTS.c.workspace_id == ctx.workspace_id,
+                _EVENTS.c.id > after,
+                _EVENTS.c.id <= bound,
+                sa.tuple_(_EVENTS.c.type, _EVENTS.c.name).in_(sorted(pairs)),
             )
             if ctx.config.export_from is not None:
-                stmt = stmt.where(ProductEvent.occurred_at >= ctx.config.export_from)
-            rows = session.execute(stmt.order_by(ProductEvent.id).limit(ctx.chunk)).all()
+                stmt = stmt.where(_EVENTS.c.occurred_at >= ctx.config.export_from)
+            rows = session.execute(stmt.order_by(_EVENTS.c.id).limit(ctx.chunk)).all()
             last = rows[-1].id if rows else bound
             done = set(
                 session.scalars(
@@ -152,11 +155,12 @@ def waiting_plans(ctx: Context) -> Iterator[Plan]:
         with session_scope(ctx.sessions) as session:
             stmt = (
                 sa.select(*_COLUMNS, EventExportMark.reason.label("mark_reason"))
+                .select_from(EventExportMark)
                 .join(
-                    ProductEvent,
+                    _EVENTS,
                     sa.and_(
-                        ProductEvent.workspace_id == EventExportMark.workspace_id,
-                        ProductEvent.id == EventExportMark.event_id,
+                        _EVENTS.c.workspace_id == EventExportMark.workspace_id,
+                        _EVENTS.c.id == EventExportMark.event_id,
                     ),
                 )
                 .where(
