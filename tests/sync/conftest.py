@@ -33,6 +33,7 @@ from spoke.sandbox.hubspot import SandboxConfig, SandboxStore, create_sandbox_ap
 from spoke.sync.engine import Engine
 from spoke.sync.models import ContactLink, ContactSyncSettings
 from spoke.users.models import UserChange
+from spoke.workspaces.models import Workspace
 
 SUBSCRIBED_PROPERTIES = ("email", "firstname", "lastname", "phone", "country", "jobtitle")
 
@@ -203,6 +204,16 @@ class Sync:
             for key, n in counters["requests_by_endpoint"].items()
             if not key.startswith("GET") and "/batch/read" not in key and "/search" not in key
         )
+
+    def skip_changes_so_far(self) -> None:
+        """Move real time's cursor past every user change so far: those users existed
+        before the sync was switched on, and only a manual sync carries them."""
+        with session_scope(self.runtime.sessions) as session:
+            row = session.get(ContactSyncSettings, self.tenant.workspace_id)
+            ws = session.get(Workspace, self.tenant.workspace_id)
+            assert row is not None
+            assert ws is not None
+            row.cursor_seq = ws.change_seq
 
     def run_once(self) -> None:
         """One `sync.run`; a HubSpot failure ends it as it ends the job (which the queue

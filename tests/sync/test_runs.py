@@ -31,17 +31,7 @@ def _existing_users(sync: Sync, count: int) -> None:
         for i in range(count)
     ]
     assert sync.http.post("/v1/users/batch", json={"items": items}).status_code == 200
-    # Skip them in real time: only a manual sync should carry what existed before.
-    from spoke.core.db import session_scope
-    from spoke.sync.models import ContactSyncSettings
-    from spoke.workspaces.models import Workspace
-
-    with session_scope(sync.runtime.sessions) as session:
-        row = session.get(ContactSyncSettings, sync.tenant.workspace_id)
-        ws = session.get(Workspace, sync.tenant.workspace_id)
-        assert row is not None
-        assert ws is not None
-        row.cursor_seq = ws.change_seq
+    sync.skip_changes_so_far()
     sync.http.put("/v1/sync/contacts/settings", json={"state": "active"})
 
 
