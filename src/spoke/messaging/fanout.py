@@ -432,23 +432,30 @@ def _night_rule(session: Session, batch: list[_Recipient], user_ids: list[int]) 
             )
 
 
-def _message(
-    notification_id: str, base: dict[str, Any], recipient: _Recipient, token: str
-) -> PushMessage:
+def _messages(
+    notification_id: str, base: dict[str, Any], recipient: _Recipient
+) -> list[PushMessage]:
+    """One message per device of the recipient (the content is worked out once)."""
     content = {**base, **recipient.content}
     data = {str(k): str(v) for k, v in (content.get("data") or {}).items()}
     # What the app's SDK needs to report `delivered` / `clicked` back to Spoke.
     data["spoke_notification_id"] = notification_id
     data["spoke_user_id"] = str(content["external_id"])
-    return PushMessage(
-        token=token,
-        title=content.get("title"),
-        body=content.get("body"),
-        image_url=content.get("image_url"),
-        link_url=content.get("link_url"),
-        data=data,
-        collapse_key=f"spoke-{recipient.delivery_id}",
-    )
+    title, body = content.get("title"), content.get("body")
+    image_url, link_url = content.get("image_url"), content.get("link_url")
+    collapse_key = f"spoke-{recipient.delivery_id}"
+    return [
+        PushMessage(
+            token=token,
+            title=title,
+            body=body,
+            image_url=image_url,
+            link_url=link_url,
+            data=data,
+            collapse_key=collapse_key,
+        )
+        for _sub, token in recipient.devices
+    ]
 
 
 def _outcome(
@@ -540,10 +547,7 @@ async def _send_batch(
             failed = SendResult("failed", reason=recipient.error)
             answers = [failed] * len(recipient.devices)
         elif recipient.devices:
-            messages = [
-                _message(notification_id, base, recipient, token)
-                for _sub, token in recipient.devices
-            ]
+            messages = _messages(notification_id, base, recipient)
             answers = await provider.send_many(
                 messages, DeliveryGate(journal, recipient.delivery_id)
             )
