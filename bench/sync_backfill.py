@@ -31,7 +31,14 @@ import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import RssSampler, create_workspace, database, hubspot_sandbox, spoke_server
+from bench._harness import (
+    RssSampler,
+    cpu_seconds,
+    create_workspace,
+    database,
+    hubspot_sandbox,
+    spoke_server,
+)
 
 LIMIT_PER_10S = 190
 CEILING = LIMIT_PER_10S / 10 * 100  # records/s at 100 records per request
@@ -65,6 +72,12 @@ def throttle(base: str, portal_id: int) -> None:
 
 def served_429(base: str, portal_id: int) -> int:
     return int(_admin(base, "GET", f"/portals/{portal_id}/counters")["rate_limited_served"])
+
+
+def requests_served(base: str, portal_id: int) -> dict[str, int]:
+    """Calls the portal has served so far, by endpoint."""
+    counters = _admin(base, "GET", f"/portals/{portal_id}/counters")
+    return {k: int(v) for k, v in counters["requests_by_endpoint"].items()}
 
 
 def load_users(http: httpx.Client, slug: str, count: int) -> None:
@@ -151,17 +164,22 @@ def bench(backend: str, direction: str, records: int, workspaces: int) -> None:
                     connected.raise_for_status()
                     throttle(hubspot, portal["portal_id"])
                     clients.append((slug, http, portal["portal_id"]))
+                before = {pid: requests_served(hubspot, pid) for _, _, pid in clients}
+                cpu_before = cpu_seconds(proc.pid)
                 sampler = RssSampler(proc.pid)
                 began = time.perf_counter()
                 with ThreadPoolExecutor(workspaces) as pool:
                     runs = list(pool.map(lambda c: run_and_wait(c[1], direction), clients))
                 wall = time.perf_counter() - began
+                cpu = cpu_seconds(proc.pid) - cpu_before
                 sampler.stop()
                 print(
                     f"{backend} {direction}: {workspaces} workspace(s) x {records} records, "
                     f"wall {wall:.1f} s, server RSS peak {sampler.peak / 2**20:.0f} MB "
                     f"(at 25%: {sampler.rss_at(0.25) / 2**20:.0f} MB, "
-                    f"end: {sampler.rss_at(1.0) / 2**20:.0f} MB)"
+                    f"end: {sampler.rss_at(1.0) / 2**20:.0f} MB); server CPU "
+                    f"{cpu:.1f} s = {cpu / (workspaces * records) * 1e6:.0f} µs/record "
+                    f"({cpu / wall:.0%} of a core)"
                 )
                 for (slug, http, portal_id), run in zip(clients, runs, strict=True):
                     seconds = _seconds(run)
@@ -171,6 +189,18 @@ def bench(backend: str, direction: str, records: int, workspaces: int) -> None:
                         f"(created {run['created']}, failed {run['failed']}) in {seconds:.1f} s "
                         f"= {rate:,.0f} records/s = {rate / CEILING:.0%} of {CEILING:,.0f}/s; "
                         f"429s served: {served_429(hubspot, portal_id)}"
+                    )
+                    after = requests_served(hubspot, portal_id)
+                    calls = {
+                        k: n - before[portal_id].get(k, 0)
+                        for k, n in after.items()
+                        if n > before[portal_id].get(k, 0)
+                    }
+                    busiest = sorted(calls.items(), key=lambda kv: -kv[1])[:4]
+                    print(
+                        f"    {sum(calls.values()):,} calls to HubSpot "
+                        f"({sum(calls.values()) / max(1, records) * 100:.2f} per 100 records): "
+                        + ", ".join(f"{k} {n:,}" for k, n in busiest)
                     )
                     if run["samples"]["errors"]:
                         print(f"    sample errors: {run['samples']['errors'][:3]}")
