@@ -26,6 +26,7 @@ from spoke.events import export_endpoints as event_export_endpoints
 from spoke.messaging import (
     channel_endpoints,
     segment_endpoints,
+    sms_status_endpoints,
     template_endpoints,
     tracking_endpoints,
 )
@@ -101,6 +102,7 @@ def create_app(
         segment_endpoints.router,
         channel_endpoints.router,
         tracking_endpoints.router,
+        sms_status_endpoints.router,
         connection_endpoints.router,
         connection_endpoints.oauth_router,
         sync_endpoints.router,

@@ -68,5 +68,7 @@ def sms(sms_server: tuple[str, SmsStore]) -> Iterator[Sms]:
     store.fault_rates.clear()
     store.number_states.clear()
     store.latency_ms = 0.0
+    store.report_status = False
+    store.callback_delay_ms = 50.0
     with httpx.Client(base_url=url, timeout=30) as http:
         yield Sms(url, store, http)
