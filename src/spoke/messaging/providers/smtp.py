@@ -179,6 +179,28 @@ class _ThreadGate:
         self._loop.call_soon_threadsafe(self._gate.refused)
 
 
+def _data(
+    conn: smtplib.SMTP, data: bytes, gate: _ThreadGate | None, written: list[bool]
+) -> tuple[int, bytes]:
+    """`smtplib.SMTP.data` with the send gate between the server's 354 and the body.
+
+    Before the body the server has nothing it could deliver, so the mark that makes a
+    crashed attempt count as sent belongs right here, not before MAIL: there, a worker
+    killed during MAIL/RCPT/DATA left rows `sending` (settled as sent) for mail that never
+    arrived."""
+    code, reply = conn.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    if gate is not None:
+        gate.write()
+        written[0] = True
+    body = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    conn.send(body + b".\r\n")
+    return conn.getreply()
+
+
 class SmtpProvider:
     """Sends through one SMTP server, over at most `max_connections` kept-open connections."""
 
@@ -196,8 +218,9 @@ class SmtpProvider:
     ) -> list[SendResult]:
         """One result per message, in order; never raises for one message's failure.
 
-        Every attempt of `messages[i]` passes through `gates[i]` (on the event loop) before
-        its MAIL command; the worker thread waits until the gate has recorded it.
+        Every attempt of `messages[i]` that reaches the body passes through `gates[i]` (on
+        the event loop) between the server's 354 and the body; the worker thread waits until
+        the gate has recorded it (see `_data`).
 
         Raises:
             ProviderConfigError: the first connection showed the settings can't work.
@@ -254,14 +277,13 @@ class SmtpProvider:
         while True:
             attempt += 1
             reused = holder[0] is not None
-            if gate is not None:
-                gate.write()
-            verdict = self._attempt(holder, message)
+            written = [False]
+            verdict = self._attempt(holder, message, gate, written)
             if verdict.kind == "reconnect" and reused and attempt == 1:
                 attempt = 0  # an idle connection the server had dropped: not a real try
                 continue
-            if gate is not None and verdict.kind == "retry":
-                gate.refused()  # the server answered 4xx and did not take it
+            if gate is not None and written[0] and verdict.kind == "retry":
+                gate.refused()  # the server answered 4xx to the body and did not take it
             if verdict.kind in ("retry", "reconnect"):
                 if attempt < self._retry.attempts and not self._closed.is_set():
                     time.sleep(self._retry.delay(attempt, None))
@@ -275,8 +297,19 @@ class SmtpProvider:
                 return SendResult("sent", message.message_id, None, attempt)
             return SendResult("failed", reason=verdict.reason, attempts=attempt)
 
-    def _attempt(self, holder: list[smtplib.SMTP | None], message: OutgoingEmail) -> _Verdict:
-        """One try of one message; drops the connection when it is no longer usable."""
+    def _attempt(
+        self,
+        holder: list[smtplib.SMTP | None],
+        message: OutgoingEmail,
+        gate: _ThreadGate | None,
+        written: list[bool],
+    ) -> _Verdict:
+        """One try of one message; drops the connection when it is no longer usable.
+
+        The gate is passed (`written[0]` set) only once the server has said 354 to DATA:
+        a worker killed before that left nothing at the server, and the delivery, not yet
+        marked `sending`, is sent again by the run that resumes; once the gate has recorded
+        the attempt, the body follows at once, so a `sending` row was received."""
         try:
             conn = holder[0]
             if conn is None:
@@ -292,7 +325,7 @@ class SmtpProvider:
             if verdict.kind == "sent":
                 reply: bytes | str
                 try:
-                    code, reply = conn.data(message.data)
+                    code, reply = _data(conn, message.data, gate, written)
                 except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
                     code, reply = exc.smtp_code, exc.smtp_error
                 verdict = classify("data", code, reply)
@@ -309,6 +342,9 @@ class SmtpProvider:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop(holder)
             return _Verdict("reconnect", f"TRANSPORT: {type(exc).__name__}: {exc}"[:300])
+        except BaseException:
+            self._drop(holder)  # the gate refused mid-transaction: the connection is unusable
+            raise
 
     @classmethod
     def _reset(cls, holder: list[smtplib.SMTP | None]) -> None:

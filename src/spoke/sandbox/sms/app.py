@@ -124,12 +124,15 @@ def _check(form: dict[str, str]) -> tuple[int, str] | None:
 async def create_message(request: Request) -> Response:
     store: SmsStore = request.app.state.store
     store.count("requests")
+    # The body first, then the latency: like Twilio, a request that arrived whole is acted
+    # on even if its client is gone by the time it is processed (a killed sender's last
+    # writes), where reading it after a pause would find only the disconnect.
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     if store.latency_ms:
         await asyncio.sleep(store.latency_ms / 1000)
     if not _authorised(request):
         store.count("unauthorised")
         return _denied(request)
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     problem = _check(form)
     if problem is not None:
         store.count(f"error_{problem[0]}")
