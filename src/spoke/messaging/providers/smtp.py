@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import re
 import smtplib
@@ -30,7 +31,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -170,10 +171,10 @@ class _ThreadGate:
         self._gate = gate
         self._loop = loop
 
-    def write(self) -> None:
-        """Block until the gate has recorded the attempt (raises what the gate raised)."""
-        # The thread sends once this returns: the gate's own `send` has nothing to do.
-        asyncio.run_coroutine_threadsafe(self._gate.write(lambda: None), self._loop).result()
+    def write(self, send: Callable[[], None]) -> None:
+        """Block until the gate has recorded the attempt and called `send` (raises what the
+        gate or `send` raised)."""
+        asyncio.run_coroutine_threadsafe(self._gate.write(send), self._loop).result()
 
     def refused(self) -> None:
         self._loop.call_soon_threadsafe(self._gate.refused)
@@ -191,13 +192,20 @@ def _data(
     code, reply = conn.docmd("data")
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    if gate is not None:
-        gate.write()
-        written[0] = True
     body = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    conn.send(body + b".\r\n")
+    payload = body + b".\r\n"
+    if gate is None:
+        conn.send(payload)
+    else:
+        written[0] = True
+        # The body leaves from the event loop right after the mark's COMMIT, like a push
+        # request: sent from this thread, a wake-up after the commit would open a window
+        # in which a killed worker left the row `sending` and the server without the body.
+        # This thread waits meanwhile, so the socket has one user; a message is small
+        # against the socket's buffer, so the write doesn't hold up the loop.
+        gate.write(functools.partial(conn.send, payload))
     return conn.getreply()
 
 
