@@ -25,9 +25,7 @@ from spoke.messaging import tracking
 from spoke.messaging.models import Delivery
 
 CALLBACK_PATH = "/hooks/twilio/status/{workspace_id}"
-PROGRESS_STATES = frozenset({"accepted", "scheduled", "queued", "sending", "sent", "receiving"})
 FAILED_STATES = frozenset({"undelivered", "failed"})
-KNOWN_STATES = PROGRESS_STATES | FAILED_STATES | {"delivered", "read", "canceled"}
 
 
 class InvalidTwilioSignature(Forbidden):

@@ -30,6 +30,27 @@ FormParams = Annotated[list[tuple[str, str]], Depends(form_params)]
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=responses(sms_status.InvalidTwilioSignature, sms_status.SmsMessageNotFound),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "MessageSid": {"type": "string"},
+                            "MessageStatus": {
+                                "type": "string",
+                                "description": "queued, sent, delivered, undelivered, failed…",
+                            },
+                            "ErrorCode": {"type": "string"},
+                        },
+                        "required": ["MessageSid", "MessageStatus"],
+                    }
+                }
+            },
+        }
+    },
 )
 def sms_status_callback(
     workspace_id: Annotated[str, Path(max_length=64)],
