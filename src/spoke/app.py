@@ -13,17 +13,20 @@ from starlette.responses import Response
 
 from spoke import __version__
 from spoke.connections import endpoints as connection_endpoints
+from spoke.core.db import pool_capacity
 from spoke.core.errors import ServiceUnavailable, install_handlers, responses
 from spoke.core.http import RequestContextMiddleware
 from spoke.core.jobs import EmbeddedWorker
 from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
+from spoke.core.request_slots import RequestSlots
 from spoke.deps import Services
 from spoke.events import endpoints as event_endpoints
 from spoke.events import export_endpoints as event_export_endpoints
 from spoke.messaging import (
     channel_endpoints,
     segment_endpoints,
+    sms_status_endpoints,
     template_endpoints,
     tracking_endpoints,
 )
@@ -74,6 +77,7 @@ def create_app(
     )
     app.state.sessions = runtime.sessions
     app.state.read_sessions = runtime.read_sessions
+    app.state.request_slots = RequestSlots(pool_capacity(runtime.engine))
     app.state.services = Services(settings, runtime.encryptor, runtime.jobs, runtime.metrics)
     install_handlers(app)
     install_openapi(app)
@@ -98,6 +102,7 @@ def create_app(
         segment_endpoints.router,
         channel_endpoints.router,
         tracking_endpoints.router,
+        sms_status_endpoints.router,
         connection_endpoints.router,
         connection_endpoints.oauth_router,
         sync_endpoints.router,

@@ -31,6 +31,19 @@ class HttpSettings(BaseModel):
     )
 
 
+class DatabaseSettings(BaseModel):
+    pool_size: int = Field(
+        10,
+        ge=1,
+        le=500,
+        description="Connections kept open per process; as many again may open under load. "
+        "Requests that use the database run at most this many at a time, twice over.",
+    )
+    pool_timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for a free connection before failing."
+    )
+
+
 class JobSettings(BaseModel):
     workers: int = Field(2, ge=1, le=64, description="Job worker threads per consumer process.")
     lease_seconds: float = Field(
@@ -187,6 +200,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path(".spoke"), description="Directory for the generated secret key and the job queue."
+    )
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="Database connection pool."
     )
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP server.")
     jobs: JobSettings = Field(default_factory=JobSettings, description="Background jobs.")

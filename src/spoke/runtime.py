@@ -42,7 +42,11 @@ class Runtime:
 def build_runtime(settings: Settings, *, queue_name: str | None = None) -> Runtime:
     for module in TASK_MODULES:
         importlib.import_module(module)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        pool_timeout=settings.database.pool_timeout,
+    )
     sessions = make_session_factory(engine)
     encryptor = Encryptor(settings.secret_keys())
     jobs = JobRuntime(

@@ -64,6 +64,24 @@ class Sms:
         response = self.http.post("/_sms/faults", json={"status": status, "count": count, **extra})
         assert response.status_code == 201, response.text
 
+    def configure(self, **config: Any) -> None:
+        response = self.http.put("/_sms/config", json=config)
+        assert response.status_code == 200, response.text
+
+    def callbacks(self, sid: str) -> list[dict[str, Any]]:
+        response = self.http.get("/_sms/callbacks", params={"sid": sid})
+        assert response.status_code == 200, response.text
+        return list(response.json()["callbacks"])
+
+    def replay(self, sid: str, statuses: list[str], error_code: int | None = None) -> list[int]:
+        """Have the emulator post these signed status callbacks for `sid`, in this order."""
+        response = self.http.post(
+            f"/_sms/messages/{sid}/callbacks",
+            json={"statuses": statuses, "error_code": error_code},
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["answers"])
+
 
 def connect_smtp(tenant: Tenant, sink: Sink, **overrides: Any) -> dict[str, Any]:
     """Give the tenant an email provider pointing at the sink over STARTTLS, trusting the
@@ -86,7 +104,13 @@ def connect_smtp(tenant: Tenant, sink: Sink, **overrides: Any) -> dict[str, Any]
 
 def connect_sms(tenant: Tenant, sms: Sms, **overrides: Any) -> dict[str, Any]:
     account = sms.account()
-    body = {**account, "from_number": "+15005550006", "base_url": sms.url, **overrides}
+    body = {
+        **account,
+        "from_number": "+15005550006",
+        "base_url": sms.url,
+        "status_callback_base_url": tenant.backend.url,
+        **overrides,
+    }
     response = tenant.http.put("/v1/messaging/providers/twilio", json=body)
     assert response.status_code == 200, response.text
     return dict(response.json())

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from tests.messaging.channel_support import Sink, Sms
+from tests.messaging.kill_support import LEASE_SECONDS, SEND_BATCH
 from tests.messaging.support import Fcm
 from tests.support.server import LiveServer, free_port
+from tests.support.workers import KILL_BACKEND_IDS, KILL_BACKENDS, worker_environment
 
+from spoke.runtime import Runtime
 from spoke.sandbox.fcm import FcmStore, create_fcm_app
 from spoke.sandbox.sms import SmsStore, create_sms_app
 from spoke.sandbox.smtp import SmtpStore, create_smtp_app
@@ -68,5 +72,25 @@ def sms(sms_server: tuple[str, SmsStore]) -> Iterator[Sms]:
     store.fault_rates.clear()
     store.number_states.clear()
     store.latency_ms = 0.0
+    store.report_status = False
+    store.callback_delay_ms = 50.0
     with httpx.Client(base_url=url, timeout=30) as http:
         yield Sms(url, store, http)
+
+
+# -- kill -9 fan-out tests ---------------------------------------------------------------------
+
+
+@pytest.fixture(params=KILL_BACKENDS, ids=KILL_BACKEND_IDS)
+def kill_env(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[dict[str, str], Runtime]]:
+    """A database and queue for real `spoke worker` processes, with short leases."""
+    with worker_environment(
+        request.param,
+        tmp_path,
+        lease_seconds=LEASE_SECONDS,
+        SPOKE_MESSAGING__SEND_BATCH=str(SEND_BATCH),
+        SPOKE_MESSAGING__PUSH_CONCURRENCY="16",
+    ) as pair:
+        yield pair

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -83,7 +84,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pool_timeout: float = 30.0
+) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -94,6 +97,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
+            pool_timeout=pool_timeout,
         )
         _tune_sqlite(engine)
         return engine
@@ -102,6 +106,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         # psycopg prepares a statement after 5 runs and PostgreSQL then switches to a
         # generic plan, which for `external_id IN (…1,000 ids…)` is a sequential scan:
@@ -110,6 +115,14 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """Most connections the engine's pool hands out at once (None: no fixed bound)."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool) or pool._max_overflow < 0:
+        return None
+    return pool.size() + pool._max_overflow
 
 
 def _json_dumps(value: Any) -> str:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from spoke.core import idempotency
 from spoke.core.errors import PROBLEM_JSON, problem_response
 from spoke.core.metrics import Metrics
+from spoke.core.request_slots import RequestSlots
 
 log = structlog.get_logger("spoke.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -180,6 +181,16 @@ class TransactionalRoute(APIRoute):
             refused = await _parse_json_body(request)
             if refused is not None:
                 return refused
+            await _read_small_body(request)
+            slots: RequestSlots | None = getattr(request.app.state, "request_slots", None)
+            if slots is None:
+                return await transact(request)
+            # See `request_slots`: bounding these to the pool is what keeps a burst of
+            # requests from holding every connection while waiting for a thread to commit.
+            async with slots.hold():
+                return await transact(request)
+
+        async def transact(request: Request) -> Response:
             try:
                 response = await handler(request)
             except idempotency.IdempotentReplay as replay:
@@ -193,6 +204,16 @@ class TransactionalRoute(APIRoute):
             return await run_in_threadpool(_finish, request, response)
 
         return run
+
+
+async def _read_small_body(request: Request) -> None:
+    """Receive a (size-capped) body before taking a request slot, so a slow client sends
+    it without holding one. Multipart uploads stream into FastAPI's spooled files instead."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        return
+    await request.body()
 
 
 async def _parse_json_body(request: Request) -> Response | None:

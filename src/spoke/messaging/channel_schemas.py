@@ -155,6 +155,11 @@ class TwilioConfigInput(_Input):
         None, description="A Twilio-compatible API; default `https://api.twilio.com`."
     )
     concurrency: int = Field(16, ge=1, le=256, description="Requests in flight per send.")
+    status_callback_base_url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = Field(
+        None,
+        description="Where Twilio reaches this Spoke for delivery reports "
+        "(`{base}/hooks/twilio/status/{workspace_id}`); default the public URL.",
+    )
 
     @model_validator(mode="after")
     def _a_sender(self) -> TwilioConfigInput:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from spoke.config import Settings
 from spoke.core.crypto import Encryptor
-from spoke.messaging import channel_providers, tracking
+from spoke.messaging import channel_providers, sms_status, tracking
 from spoke.messaging.email_compose import Sender, compose
 from spoke.messaging.models import Notification
 from spoke.messaging.providers.base import (
@@ -147,8 +147,10 @@ class EmailSender(ChannelSender):
 
 
 class SmsSender(ChannelSender):
-    def __init__(self, provider: TwilioProvider) -> None:
+    def __init__(self, provider: TwilioProvider, status_callback: str | None = None) -> None:
         self._provider = provider
+        # Twilio reports each message's delivery there (`sms_status`).
+        self._status_callback = status_callback
 
     async def send_batch(
         self,
@@ -169,7 +171,7 @@ class SmsSender(ChannelSender):
                 if not body:
                     slots[i][k] = SendResult("failed", reason="empty_body: the text rendered empty")
                     continue
-                messages.append(SmsMessage(to=number, body=body))
+                messages.append(SmsMessage(number, body, self._status_callback))
                 places.append((i, k))
                 gates.append(gate_for(recipient.delivery_id) if gate_for else None)
         results = await self._provider.send_many(messages, gates) if messages else []
@@ -211,7 +213,14 @@ def factory(
                 return EmailSender(SmtpProvider(email.server, retry=retry), sender)
             if notification.channel == "sms":
                 account, concurrency = channel_providers.sms_account(encryptor, config)
-                return SmsSender(TwilioProvider(account, concurrency=concurrency, retry=retry))
+                callback = sms_status.callback_url(
+                    settings,
+                    config.settings.get("status_callback_base_url"),
+                    notification.workspace_id,
+                )
+                return SmsSender(
+                    TwilioProvider(account, concurrency=concurrency, retry=retry), callback
+                )
         except (ValueError, KeyError) as exc:
             raise ProviderConfigError(
                 f"stored {notification.channel} settings are unusable: {exc}"

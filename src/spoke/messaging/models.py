@@ -99,6 +99,8 @@ class Delivery(Base):
         sa.UniqueConstraint("notification_id", "user_id", "channel"),
         sa.Index("ix_deliveries_progress", "notification_id", "status", "id"),
         sa.Index("ix_deliveries_user", "user_id", "id"),
+        # SMS status callbacks name the message, not the delivery (`sms_status`).
+        sa.Index("ix_deliveries_provider_message_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

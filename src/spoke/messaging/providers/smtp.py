@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import re
 import smtplib
@@ -30,7 +31,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -170,13 +171,42 @@ class _ThreadGate:
         self._gate = gate
         self._loop = loop
 
-    def write(self) -> None:
-        """Block until the gate has recorded the attempt (raises what the gate raised)."""
-        # The thread sends once this returns: the gate's own `send` has nothing to do.
-        asyncio.run_coroutine_threadsafe(self._gate.write(lambda: None), self._loop).result()
+    def write(self, send: Callable[[], None]) -> None:
+        """Block until the gate has recorded the attempt and called `send` (raises what the
+        gate or `send` raised)."""
+        asyncio.run_coroutine_threadsafe(self._gate.write(send), self._loop).result()
 
     def refused(self) -> None:
         self._loop.call_soon_threadsafe(self._gate.refused)
+
+
+def _data(
+    conn: smtplib.SMTP, data: bytes, gate: _ThreadGate | None, written: list[bool]
+) -> tuple[int, bytes]:
+    """`smtplib.SMTP.data` with the send gate between the server's 354 and the body.
+
+    Before the body the server has nothing it could deliver, so the mark that makes a
+    crashed attempt count as sent belongs right here, not before MAIL: there, a worker
+    killed during MAIL/RCPT/DATA left rows `sending` (settled as sent) for mail that never
+    arrived."""
+    code, reply = conn.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    body = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2), as smtplib does
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    payload = body + b".\r\n"
+    if gate is None:
+        conn.send(payload)
+    else:
+        written[0] = True
+        # The body leaves from the event loop right after the mark's COMMIT, like a push
+        # request: sent from this thread, a wake-up after the commit would open a window
+        # in which a killed worker left the row `sending` and the server without the body.
+        # This thread waits meanwhile, so the socket has one user; a message is small
+        # against the socket's buffer, so the write doesn't hold up the loop.
+        gate.write(functools.partial(conn.send, payload))
+    return conn.getreply()
 
 
 class SmtpProvider:
@@ -196,8 +226,9 @@ class SmtpProvider:
     ) -> list[SendResult]:
         """One result per message, in order; never raises for one message's failure.
 
-        Every attempt of `messages[i]` passes through `gates[i]` (on the event loop) before
-        its MAIL command; the worker thread waits until the gate has recorded it.
+        Every attempt of `messages[i]` that reaches the body passes through `gates[i]` (on
+        the event loop) between the server's 354 and the body; the worker thread waits until
+        the gate has recorded it (see `_data`).
 
         Raises:
             ProviderConfigError: the first connection showed the settings can't work.
@@ -254,14 +285,13 @@ class SmtpProvider:
         while True:
             attempt += 1
             reused = holder[0] is not None
-            if gate is not None:
-                gate.write()
-            verdict = self._attempt(holder, message)
+            written = [False]
+            verdict = self._attempt(holder, message, gate, written)
             if verdict.kind == "reconnect" and reused and attempt == 1:
                 attempt = 0  # an idle connection the server had dropped: not a real try
                 continue
-            if gate is not None and verdict.kind == "retry":
-                gate.refused()  # the server answered 4xx and did not take it
+            if gate is not None and written[0] and verdict.kind == "retry":
+                gate.refused()  # the server answered 4xx to the body and did not take it
             if verdict.kind in ("retry", "reconnect"):
                 if attempt < self._retry.attempts and not self._closed.is_set():
                     time.sleep(self._retry.delay(attempt, None))
@@ -275,8 +305,19 @@ class SmtpProvider:
                 return SendResult("sent", message.message_id, None, attempt)
             return SendResult("failed", reason=verdict.reason, attempts=attempt)
 
-    def _attempt(self, holder: list[smtplib.SMTP | None], message: OutgoingEmail) -> _Verdict:
-        """One try of one message; drops the connection when it is no longer usable."""
+    def _attempt(
+        self,
+        holder: list[smtplib.SMTP | None],
+        message: OutgoingEmail,
+        gate: _ThreadGate | None,
+        written: list[bool],
+    ) -> _Verdict:
+        """One try of one message; drops the connection when it is no longer usable.
+
+        The gate is passed (`written[0]` set) only once the server has said 354 to DATA:
+        a worker killed before that left nothing at the server, and the delivery, not yet
+        marked `sending`, is sent again by the run that resumes; once the gate has recorded
+        the attempt, the body follows at once, so a `sending` row was received."""
         try:
             conn = holder[0]
             if conn is None:
@@ -292,7 +333,7 @@ class SmtpProvider:
             if verdict.kind == "sent":
                 reply: bytes | str
                 try:
-                    code, reply = conn.data(message.data)
+                    code, reply = _data(conn, message.data, gate, written)
                 except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
                     code, reply = exc.smtp_code, exc.smtp_error
                 verdict = classify("data", code, reply)
@@ -309,6 +350,9 @@ class SmtpProvider:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop(holder)
             return _Verdict("reconnect", f"TRANSPORT: {type(exc).__name__}: {exc}"[:300])
+        except BaseException:
+            self._drop(holder)  # the gate refused mid-transaction: the connection is unusable
+            raise
 
     @classmethod
     def _reset(cls, holder: list[smtplib.SMTP | None]) -> None:

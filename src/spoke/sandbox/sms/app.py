@@ -12,6 +12,8 @@ import binascii
 import re
 import secrets
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.utils import formatdate
 from typing import Any
 
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from spoke.sandbox.sms.callbacks import Callbacks
 from spoke.sandbox.sms.store import NUMBER_STATES, STATE_ERRORS, STATUS_ERRORS, Fault, SmsStore
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -121,12 +124,15 @@ def _check(form: dict[str, str]) -> tuple[int, str] | None:
 async def create_message(request: Request) -> Response:
     store: SmsStore = request.app.state.store
     store.count("requests")
+    # The body first, then the latency: like Twilio, a request that arrived whole is acted
+    # on even if its client is gone by the time it is processed (a killed sender's last
+    # writes), where reading it after a pause would find only the disconnect.
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     if store.latency_ms:
         await asyncio.sleep(store.latency_ms / 1000)
     if not _authorised(request):
         store.count("unauthorised")
         return _denied(request)
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     problem = _check(form)
     if problem is not None:
         store.count(f"error_{problem[0]}")
@@ -145,7 +151,8 @@ async def create_message(request: Request) -> Response:
         return twilio_error(400, code, message.format(to=to))
     sid = request.path_params["sid"]
     resource = _resource(sid, form, "SM" + secrets.token_hex(16))
-    store.record({**resource, "status_callback": form.get("StatusCallback")})
+    stored = store.record({**resource, "status_callback": form.get("StatusCallback")})
+    request.app.state.callbacks.submit(stored)
     return _json(resource, 201)
 
 
@@ -245,7 +252,8 @@ async def add_fault(request: Request) -> Response:
 
 async def config(request: Request) -> Response:
     """`{latency_ms?, default_state?, fault_rates?: {"429": 0.1, "503": 0.05},
-    rate_retry_after?, seed?}`."""
+    rate_retry_after?, seed?, report_status?, callback_delay_ms?}`; `report_status: true`
+    makes accepted messages report `sent`, then their final status, to `StatusCallback`."""
     store: SmsStore = request.app.state.store
     body = await _body(request)
     if isinstance(body.get("latency_ms"), int | float):
@@ -267,8 +275,14 @@ async def config(request: Request) -> Response:
         store.rate_retry_after = float(value) if isinstance(value, int | float) else None
     if isinstance(body.get("seed"), int):
         store.rng.seed(body["seed"])
+    if isinstance(body.get("report_status"), bool):
+        store.report_status = body["report_status"]
+    if isinstance(body.get("callback_delay_ms"), int | float):
+        store.callback_delay_ms = float(body["callback_delay_ms"])
     return _json(
         {
+            "report_status": store.report_status,
+            "callback_delay_ms": store.callback_delay_ms,
             "latency_ms": store.latency_ms,
             "default_state": store.default_state,
             "fault_rates": {str(k): v for k, v in store.fault_rates.items()},
@@ -283,6 +297,33 @@ async def messages(request: Request) -> Response:
     to = request.query_params.get("to")
     found = [m for m in store.messages if to is None or m["to"] == to]
     return _json({"count": len(found), "messages": found})
+
+
+async def replay_callbacks(request: Request) -> Response:
+    """`{"statuses": ["delivered", "sent", ...], "error_code"?}`: post these status callbacks
+    for one accepted message now, in this order (duplicates and reordering on purpose);
+    answers the HTTP status each got."""
+    store: SmsStore = request.app.state.store
+    message = store.find(request.path_params["sid"])
+    if message is None or not message.get("status_callback"):
+        return _json({"error": "no such message with a StatusCallback"}, 404)
+    body = await _body(request)
+    statuses, code = body.get("statuses"), body.get("error_code")
+    if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
+        return _json({"error": "statuses is a list of message statuses"}, 400)
+    if code is not None and not isinstance(code, int):
+        return _json({"error": "error_code is a Twilio error code"}, 400)
+    callbacks: Callbacks = request.app.state.callbacks
+    answers = [await callbacks.post(message, status, code) for status in statuses]
+    return _json({"answers": answers})
+
+
+async def callbacks_sent(request: Request) -> Response:
+    """The status callbacks posted so far (`?sid=` for one message), oldest first."""
+    store: SmsStore = request.app.state.store
+    sid = request.query_params.get("sid")
+    found = [c for c in store.callbacks if sid is None or c["sid"] == sid]
+    return _json({"count": len(found), "callbacks": found})
 
 
 async def clear_messages(request: Request) -> Response:
@@ -302,7 +343,18 @@ async def reset(request: Request) -> Response:
 
 def create_sms_app(store: SmsStore | None = None) -> Starlette:
     """The emulator as an ASGI app over `store` (a fresh one when omitted)."""
+    the_store = store if store is not None else SmsStore()
+    callbacks = Callbacks(the_store)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await callbacks.stop()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/2010-04-01/Accounts/{sid}.json", fetch_account, methods=["GET"]),
             Route("/2010-04-01/Accounts/{sid}/Messages.json", create_message, methods=["POST"]),
@@ -313,11 +365,14 @@ def create_sms_app(store: SmsStore | None = None) -> Starlette:
             Route("/_sms/config", config, methods=["PUT"]),
             Route("/_sms/messages", messages, methods=["GET"]),
             Route("/_sms/messages", clear_messages, methods=["DELETE"]),
+            Route("/_sms/messages/{sid}/callbacks", replay_callbacks, methods=["POST"]),
+            Route("/_sms/callbacks", callbacks_sent, methods=["GET"]),
             Route("/_sms/stats", stats, methods=["GET"]),
             Route("/_sms/reset", reset, methods=["POST"]),
-        ]
+        ],
     )
-    app.state.store = store if store is not None else SmsStore()
+    app.state.store = the_store
+    app.state.callbacks = callbacks
     return app
 
 

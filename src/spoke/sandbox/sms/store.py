@@ -9,13 +9,27 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-NUMBER_STATES = ("valid", "invalid", "stopped", "landline", "unreachable")
+NUMBER_STATES = (
+    "valid",
+    "invalid",
+    "stopped",
+    "landline",
+    "unreachable",
+    "undeliverable",
+    "carrier_failed",
+)
 # Twilio's error code and message for each number state that refuses a message.
 STATE_ERRORS = {
     "invalid": (21211, "The 'To' number {to} is not a valid phone number."),
     "stopped": (21610, "Attempt to send to unsubscribed recipient"),
     "landline": (21614, "'To' number is not a valid mobile number"),
     "unreachable": (21612, "The 'To' phone number is not currently reachable via SMS."),
+}
+# Number states that take a message but never deliver it: the final status the status
+# callback reports, with Twilio's error code (30003 unreachable handset, 30008 unknown error).
+DELIVERY_FAILURES = {
+    "undeliverable": ("undelivered", 30003),
+    "carrier_failed": ("failed", 30008),
 }
 STATUS_ERRORS = {
     400: (21601, "Invalid request"),
@@ -52,6 +66,10 @@ class SmsStore:
     max_messages: int = 50_000
     messages: deque[dict[str, Any]] = field(default_factory=deque)
     counts: dict[str, int] = field(default_factory=dict)
+    # Status callbacks (Twilio's StatusCallback): off unless switched on, like FCM's reports.
+    report_status: bool = False
+    callback_delay_ms: float = 50.0
+    callbacks: list[dict[str, Any]] = field(default_factory=list)  # what was posted, answers
 
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -77,11 +95,16 @@ class SmsStore:
                 return Fault(status, retry_after=self.rate_retry_after)
         return None
 
-    def record(self, message: dict[str, Any]) -> None:
-        self.messages.append({**message, "received_at": time.time()})
+    def record(self, message: dict[str, Any]) -> dict[str, Any]:
+        stored = {**message, "received_at": time.time()}
+        self.messages.append(stored)
         while len(self.messages) > self.max_messages:
             self.messages.popleft()
         self.count("accepted")
+        return stored
+
+    def find(self, sid: str) -> dict[str, Any] | None:
+        return next((m for m in self.messages if m["sid"] == sid), None)
 
     def reset(self) -> None:
         self.latency_ms = 0.0
@@ -93,3 +116,6 @@ class SmsStore:
         self.rng = random.Random(0)
         self.messages.clear()
         self.counts.clear()
+        self.report_status = False
+        self.callback_delay_ms = 50.0
+        self.callbacks.clear()
