@@ -145,11 +145,18 @@ def process(
 @contextmanager
 def hubspot_sandbox(workdir: Path) -> Iterator[str]:
     """`spoke sandbox hubspot` in its own process; yields its base URL."""
+    with hubspot_sandbox_process(workdir) as (url, _):
+        yield url
+
+
+@contextmanager
+def hubspot_sandbox_process(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`spoke sandbox hubspot` in its own process; yields its base URL and the process."""
     url = f"http://127.0.0.1:{free_port()}"
     port = url.rsplit(":", 1)[1]
     args = ["sandbox", "hubspot", "--port", port]
-    with process(args, dict(os.environ), workdir / "sandbox.log", f"{url}/_sandbox/health"):
-        yield url
+    with process(args, dict(os.environ), workdir / "sandbox.log", f"{url}/_sandbox/health") as proc:
+        yield url, proc
 
 
 def create_workspace(env: dict[str, str], workdir: Path, slug: str = "bench") -> tuple[str, str]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 from cryptography.fernet import Fernet
 
 from bench._harness import (
@@ -36,7 +37,7 @@ from bench._harness import (
     cpu_seconds,
     create_workspace,
     database,
-    hubspot_sandbox,
+    hubspot_sandbox_process,
     spoke_server,
 )
 
@@ -125,7 +126,10 @@ def _seconds(run: dict[str, Any]) -> float:
 def bench(backend: str, direction: str, records: int, workspaces: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        with hubspot_sandbox(workdir) as hubspot, database(backend, workdir) as url:
+        with (
+            hubspot_sandbox_process(workdir) as (hubspot, sandbox),
+            database(backend, workdir) as url,
+        ):
             env = {
                 "SPOKE_DATABASE_URL": url,
                 "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
@@ -164,22 +168,35 @@ def bench(backend: str, direction: str, records: int, workspaces: int) -> None:
                     connected.raise_for_status()
                     throttle(hubspot, portal["portal_id"])
                     clients.append((slug, http, portal["portal_id"]))
-                before = {pid: requests_served(hubspot, pid) for _, _, pid in clients}
-                cpu_before = cpu_seconds(proc.pid)
+                calls_before = {pid: requests_served(hubspot, pid) for _, _, pid in clients}
                 sampler = RssSampler(proc.pid)
+                cpu_before = cpu_seconds(proc.pid), cpu_seconds(sandbox.pid)
+                machine_before = psutil.cpu_times()
                 began = time.perf_counter()
                 with ThreadPoolExecutor(workspaces) as pool:
                     runs = list(pool.map(lambda c: run_and_wait(c[1], direction), clients))
                 wall = time.perf_counter() - began
-                cpu = cpu_seconds(proc.pid) - cpu_before
+                server_cpu = cpu_seconds(proc.pid) - cpu_before[0]
+                sandbox_cpu = cpu_seconds(sandbox.pid) - cpu_before[1]
+                machine_after = psutil.cpu_times()
+                busy = sum(machine_after) - machine_after.idle - machine_after.iowait
+                busy -= sum(machine_before) - machine_before.idle - machine_before.iowait
                 sampler.stop()
+                done = sum(run["progress"]["done"] for run in runs) or 1
                 print(
                     f"{backend} {direction}: {workspaces} workspace(s) x {records} records, "
                     f"wall {wall:.1f} s, server RSS peak {sampler.peak / 2**20:.0f} MB "
                     f"(at 25%: {sampler.rss_at(0.25) / 2**20:.0f} MB, "
-                    f"end: {sampler.rss_at(1.0) / 2**20:.0f} MB); server CPU "
-                    f"{cpu:.1f} s = {cpu / (workspaces * records) * 1e6:.0f} µs/record "
-                    f"({cpu / wall:.0%} of a core)"
+                    f"end: {sampler.rss_at(1.0) / 2**20:.0f} MB)"
+                )
+                # CPU per record holds still when other work shares the machine; the share
+                # of a core says which process (if any) was the bottleneck.
+                print(
+                    f"  CPU: server {server_cpu / done * 1e6:.0f} µs/record "
+                    f"({server_cpu / wall:.0%} of a core), sandbox "
+                    f"{sandbox_cpu / done * 1e6:.0f} µs/record ({sandbox_cpu / wall:.0%}), "
+                    f"whole machine {busy / wall:.0%} of a core busy "
+                    f"({psutil.cpu_count()} cores)"
                 )
                 for (slug, http, portal_id), run in zip(clients, runs, strict=True):
                     seconds = _seconds(run)
@@ -192,9 +209,9 @@ def bench(backend: str, direction: str, records: int, workspaces: int) -> None:
                     )
                     after = requests_served(hubspot, portal_id)
                     calls = {
-                        k: n - before[portal_id].get(k, 0)
+                        k: n - calls_before[portal_id].get(k, 0)
                         for k, n in after.items()
-                        if n > before[portal_id].get(k, 0)
+                        if n > calls_before[portal_id].get(k, 0)
                     }
                     busiest = sorted(calls.items(), key=lambda kv: -kv[1])[:4]
                     print(

@@ -11,11 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from spoke.core import bulk
 from spoke.core.clock import utcnow
+from spoke.core.db import table_of
 from spoke.hubspot import SimplePublicObject
 from spoke.sync import mapping as fm
 from spoke.sync.inbound import ORIGIN, validated
-from spoke.sync.links import new_link, record_success
+from spoke.sync.links import links_by_user as links_for_users
+from spoke.sync.links import new_link_row, record_success
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.settings import Effective
@@ -129,7 +132,8 @@ def apply_page(
     for (item, _, _, _), outcome in zip(pending, outcomes, strict=True):
         if outcome.error is not None:
             counts.error(item.external_id, outcome.error.detail)
-    # One query each for the users' ids and their links, not one per record.
+    # One query each for the users' ids and their links, not one per record; a user this
+    # write created has no link yet, so only the others are looked up.
     rows = session.execute(
         sa.select(User.external_id, User.id).where(
             User.workspace_id == workspace_id,
@@ -137,21 +141,22 @@ def apply_page(
         )
     ).all()
     user_ids: dict[str, int] = {row.external_id: row.id for row in rows}
-    links_by_user = {
-        link.user_id: link
-        for link in session.scalars(
-            sa.select(ContactLink).where(
-                ContactLink.workspace_id == workspace_id,
-                ContactLink.user_id.in_(list(user_ids.values())),
-            )
-        )
-    }
+    fresh = {item.external_id for (item, _, _, _), o in written if o.status == "created"}
+    known = [i for ext, i in user_ids.items() if ext not in fresh]
+    links_by_user = links_for_users(session, workspace_id, known)
+    new_links: dict[int, dict[str, Any]] = {}
     for (item, contact, creating, agreed), _ in written:
         user_id = user_ids[item.external_id]
         link = links.get(contact.id) or links_by_user.get(user_id)
         if link is None:
-            link = new_link(session, workspace_id, user_id, now=now)
-            links_by_user[user_id] = link
+            row = new_links.get(user_id)
+            if row is None:
+                new_links[user_id] = new_link_row(
+                    workspace_id, user_id, contact.id, agreed, eff.row.version, now
+                )
+                if creating:
+                    created.append(item.external_id)
+            continue  # else the user follows another contact; leave that pairing alone
         if link.hubspot_id not in (None, contact.id):
             continue  # the user follows another contact; leave that pairing alone
         link.hubspot_id = contact.id
@@ -161,6 +166,8 @@ def apply_page(
         link.settings_version = eff.row.version
         if creating:
             created.append(item.external_id)
+    # New links in one bulk insert (COPY on PostgreSQL), not one ORM insert each.
+    bulk.insert(session, table_of(ContactLink), list(new_links.values()))
     session.flush()
     if created and eff.row.receive_list_id:
         target = session.get(UserList, eff.row.receive_list_id)

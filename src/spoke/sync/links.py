@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -121,6 +122,37 @@ def new_link(
     )
     session.add(link)
     return link
+
+
+def new_link_row(
+    workspace_id: str,
+    user_id: int,
+    hubspot_id: str,
+    snapshot: dict[str, Any],
+    settings_version: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """A link paired with `hubspot_id` and in sync, as a row for `core.bulk.insert`: every
+    column but the id, since COPY fills in no Python-side defaults."""
+    return {
+        "workspace_id": workspace_id,
+        "user_id": user_id,
+        "hubspot_id": hubspot_id,
+        "matched_by": "email",
+        "snapshot": snapshot,
+        "state": "in_sync",
+        "reason": None,
+        "failures": 0,
+        "next_attempt_at": None,
+        "conflicts": [],
+        "settings_version": settings_version,
+        "note_id": None,
+        "note_hash": None,
+        "hubspot_list_id": None,
+        "marked_deleted": False,
+        "last_synced_at": now,
+        "updated_at": now,
+    }
 
 
 def holder_of(session: Session, workspace_id: str, hubspot_id: str) -> ContactLink | None:

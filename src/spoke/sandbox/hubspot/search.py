@@ -6,8 +6,11 @@ Search reads the table's *index*, not its records: writes reach the index only a
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
@@ -16,7 +19,7 @@ from starlette.routing import Route
 from spoke.sandbox.hubspot import crm, errors
 from spoke.sandbox.hubspot.http import JSON, Call, api_route
 from spoke.sandbox.hubspot.schema import ObjectType, resolve_object_type
-from spoke.sandbox.hubspot.store import Portal
+from spoke.sandbox.hubspot.store import ObjectTable, Portal
 from spoke.sandbox.hubspot.timefmt import iso_date, iso_ms, parse_ms
 
 JSONDict = dict[str, Any]
@@ -88,6 +91,9 @@ def search(call: Call) -> Response:
         raise errors.validation("At most one sort is supported")
     tbl = portal.tables[otype.name]
     tbl.refresh_index(call.now)
+    by_id = _id_range(body.get("filterGroups"), query, sorts)
+    if by_id is not None:
+        return _id_range_page(portal, otype, tbl, by_id, offset, limit, body)
     matches = [
         (rid, props)
         for rid, props in tbl.index.items()
@@ -95,13 +101,95 @@ def search(call: Call) -> Response:
     ]
     if isinstance(query, str) and query.strip():
         matches = _free_text(otype, matches, query)
-    _sort(portal, otype, matches, sorts[0] if sorts else None)
     total = len(matches)
-    page = matches[offset : offset + limit]
+    page = _sorted_page(portal, otype, matches, sorts[0] if sorts else None, offset + limit)
+    page = page[offset : offset + limit]
     props = body.get("properties") or None
     results = [crm.props_json(portal, otype, rid, values, props) for rid, values in page]
     out: JSONDict = {"total": total, "results": results}
     next_offset = offset + limit
+    if next_offset < total and next_offset < cap and limit > 0:
+        out["paging"] = {"next": {"after": str(next_offset)}}
+    return JSON(out)
+
+
+_RANGE_OPERATORS = frozenset({"GT", "GTE", "LT", "LTE"})
+
+
+@dataclass(frozen=True)
+class _IdRange:
+    """A search that is only a range of record ids, sorted by id."""
+
+    filters: list[tuple[str, float]]
+    descending: bool
+
+
+def _id_range(groups: object, query: object, sorts: list[Any]) -> _IdRange | None:
+    """The search as an id range, when it is one (the way clients walk a whole portal):
+    one group of GT/GTE/LT/LTE filters on `hs_object_id`, no query, sorted by id or not
+    at all. Filters already passed `_compile_groups`, so their values are numbers."""
+    if isinstance(query, str) and query.strip():
+        return None
+    if not isinstance(groups, list) or len(groups) != 1 or not isinstance(groups[0], dict):
+        return None
+    filters = groups[0].get("filters")
+    if not isinstance(filters, list) or not filters:
+        return None
+    bounds: list[tuple[str, float]] = []
+    for spec in filters:
+        if (
+            not isinstance(spec, dict)
+            or spec.get("propertyName") != "hs_object_id"
+            or spec.get("operator") not in _RANGE_OPERATORS
+        ):
+            return None
+        bounds.append((str(spec["operator"]), float(str(spec.get("value")))))
+    if not sorts:
+        return _IdRange(bounds, descending=False)
+    spec = sorts[0]
+    if isinstance(spec, str) and spec.lstrip("-") == "hs_object_id":
+        return _IdRange(bounds, descending=spec.startswith("-"))
+    if isinstance(spec, dict) and spec.get("propertyName") == "hs_object_id":
+        direction = str(spec.get("direction", "ASCENDING")).upper()
+        return _IdRange(bounds, descending=direction == "DESCENDING")
+    return None
+
+
+def _id_range_page(
+    portal: Portal,
+    otype: ObjectType,
+    tbl: ObjectTable,
+    by_id: _IdRange,
+    offset: int,
+    limit: int,
+    body: JSONDict,
+) -> Response:
+    """The same answer as the general path (every record's `hs_object_id` is its id), by
+    bisecting the sorted ids instead of testing and sorting every record of the portal: a
+    search over 100,000 contacts took ~150 ms of the sandbox's only thread that way."""
+    numbers, rids = tbl.ids_in_order()
+    start, end = 0, len(numbers)
+    for op, value in by_id.filters:
+        if op == "GT":
+            start = max(start, bisect.bisect_right(numbers, value))
+        elif op == "GTE":
+            start = max(start, bisect.bisect_left(numbers, value))
+        elif op == "LT":
+            end = min(end, bisect.bisect_left(numbers, value))
+        else:
+            end = min(end, bisect.bisect_right(numbers, value))
+    total = max(0, end - start)
+    if by_id.descending:
+        first = end - offset
+        chosen = rids[max(start, first - limit) : max(start, first)][::-1]
+    else:
+        first = start + offset
+        chosen = rids[first : min(end, first + limit)]
+    props = body.get("properties") or None
+    results = [crm.props_json(portal, otype, rid, tbl.index[rid], props) for rid in chosen]
+    out: JSONDict = {"total": total, "results": results}
+    next_offset = offset + limit
+    cap = portal.settings.search_result_cap
     if next_offset < total and next_offset < cap and limit > 0:
         out["paging"] = {"next": {"after": str(next_offset)}}
     return JSON(out)
@@ -130,8 +218,19 @@ def _compile_groups(portal: Portal, otype: ObjectType, groups: object) -> Predic
     if not compiled:
         return None
 
+    if len(compiled) == 1 and len(compiled[0]) == 1:
+        return compiled[0][0]
+
+    # Plain loops, not any()/all() over generators: this runs once per record of the
+    # portal for every search, and the generators cost more than the filters themselves.
     def predicate(rid: str, props: Props) -> bool:
-        return any(all(f(rid, props) for f in group) for group in compiled)
+        for group in compiled:
+            for f in group:
+                if not f(rid, props):
+                    break
+            else:
+                return True
+        return False
 
     return predicate
 
@@ -292,10 +391,25 @@ def _free_text(
     return [(rid, props) for rid, props in matches if hit(props)]
 
 
-def _sort(portal: Portal, otype: ObjectType, matches: list[tuple[str, Props]], spec: Any) -> None:
+def _sorted_page(
+    portal: Portal, otype: ObjectType, matches: list[tuple[str, Props]], spec: Any, count: int
+) -> list[tuple[str, Props]]:
+    """The first `count` matches in sort order. Picking them with a heap instead of sorting
+    every match keeps a search over 100,000 records from holding the event loop (and every
+    other request of the sandbox) for a few hundred milliseconds."""
+    key, descending = _sort_key(portal, otype, spec)
+    if count >= len(matches):
+        return sorted(matches, key=key, reverse=descending)
+    # Same order as sorted(...)[:count] (the documented equivalence; keys end with the id).
+    pick = heapq.nlargest if descending else heapq.nsmallest
+    return pick(count, matches, key=key)
+
+
+def _sort_key(
+    portal: Portal, otype: ObjectType, spec: Any
+) -> tuple[Callable[[tuple[str, Props]], Any], bool]:
     if spec is None:
-        matches.sort(key=lambda item: int(item[0]))
-        return
+        return (lambda item: int(item[0])), False
     if isinstance(spec, str):
         name, descending = spec.lstrip("-"), spec.startswith("-")
     elif isinstance(spec, dict):
@@ -314,7 +428,7 @@ def _sort(portal: Portal, otype: ObjectType, matches: list[tuple[str, Props]], s
             missing = -missing
         return (missing, value if value is not None else 0, int(item[0]))
 
-    matches.sort(key=key, reverse=descending)
+    return key, descending
 
 
 routes: list[Route] = [

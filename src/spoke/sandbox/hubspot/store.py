@@ -93,6 +93,9 @@ class ObjectTable:
         # Search index: id -> props as the index last saw them; pending writes not yet visible.
         self.index: dict[str, dict[str, str]] = {}
         self.pending: deque[tuple[int, str, dict[str, str] | None]] = deque()
+        # The indexed ids as numbers, ascending, with the id strings in the same order; built
+        # on demand for id-range searches and dropped whenever the index gains or loses a key.
+        self._by_id: tuple[list[int], list[str]] | None = None
         # Ids removed for good by a GDPR delete, so a restore can say why it cannot restore them.
         self.purged: set[str] = set()
 
@@ -100,7 +103,10 @@ class ObjectTable:
         if visible_ms <= 0 and not self.pending:
             if props is None:
                 self.index.pop(rec_id, None)
+                self._by_id = None
             else:
+                if rec_id not in self.index:
+                    self._by_id = None
                 self.index[rec_id] = props
         else:
             self.pending.append((visible_ms, rec_id, props))
@@ -112,12 +118,23 @@ class ObjectTable:
             _, rec_id, props = pending.popleft()
             if props is None:
                 index.pop(rec_id, None)
+                self._by_id = None
             else:
+                if rec_id not in index:
+                    self._by_id = None
                 index[rec_id] = props
 
     def rebuild_index(self) -> None:
         self.pending.clear()
         self.index = {r.id: r.props for r in self.records.values() if not r.archived}
+        self._by_id = None
+
+    def ids_in_order(self) -> tuple[list[int], list[str]]:
+        """The search index's ids ascending: as numbers (to bisect) and as the id strings."""
+        if self._by_id is None:
+            pairs = sorted((int(rid), rid) for rid in self.index)
+            self._by_id = ([n for n, _ in pairs], [rid for _, rid in pairs])
+        return self._by_id
 
 
 @dataclass(slots=True)
