@@ -3,9 +3,7 @@ import finishes and every row is present exactly once (one `created` change per 
 
 from __future__ import annotations
 
-import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import sqlalchemy as sa
 from tests.support.workers import (
     KILL_BACKEND_IDS,
     KILL_BACKENDS,
+    kill_test_workspace,
+    kill_worker_when,
     start_worker,
     stop_worker,
     worker_environment,
@@ -23,7 +23,6 @@ from spoke.core.db import session_scope
 from spoke.runtime import Runtime
 from spoke.users import imports
 from spoke.users.models import User, UserChange, UserImport
-from spoke.workspaces import service as workspaces
 
 ROWS = 30_000
 LEASE_SECONDS = 3
@@ -53,31 +52,14 @@ def test_killed_worker_resumes_import_without_loss_or_duplicates(
         f"k{i},k{i}@example.com,Name{i},c{i % 7}\n" for i in range(ROWS)
     )
     with session_scope(runtime.sessions) as session:
-        ws = workspaces.create_workspace(
-            session,
-            runtime.encryptor,
-            name="kill",
-            slug=f"kill-{uuid.uuid4().hex[:6]}",
-            owner_email="o@example.com",
-        ).workspace
+        ws = kill_test_workspace(session, runtime).workspace
         # Small chunks: many commits, so the kill surely lands between two of them.
         imp = imports.create_from_text(session, ws.id, "big.csv", csv.encode(), rows_per_chunk=50)
         import_id = imp.id
         runtime.jobs.enqueue_after_commit(session, "users.run_import", import_id=import_id)
 
     log = tmp_path / "worker.log"
-    first = start_worker(env, log)
-    try:
-        deadline = time.monotonic() + 120
-        while _import_state(runtime, import_id).processed_rows < 500:
-            assert first.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the worker never got going: " + log.read_text()
-            time.sleep(0.01)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    kill_worker_when(env, log, lambda: _import_state(runtime, import_id).processed_rows >= 500)
     at_kill = _import_state(runtime, import_id)
     assert at_kill.status == "running"
     assert 0 < at_kill.processed_rows < ROWS, "kill must land mid-import"

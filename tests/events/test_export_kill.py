@@ -4,7 +4,6 @@ every completion exactly once — counted by the sandbox before its uuid de-dupl
 
 from __future__ import annotations
 
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from tests.support.workers import (
     KILL_BACKEND_IDS,
     KILL_BACKENDS,
+    kill_worker_when,
     start_worker,
     stop_worker,
     worker_environment,
@@ -123,18 +123,9 @@ def test_killed_worker_resumes_export_without_duplicates(
         runtime.jobs.enqueue_after_commit(session, export_settings.RUN_JOB, run_id=run.id)
 
     log = tmp_path / "worker.log"
-    first = start_worker(env, log)
-    try:
-        deadline = time.monotonic() + 60
-        while _counters(hubspot_sandbox, portal_id)["received"] < 1500:
-            assert first.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the worker never got going: " + log.read_text()
-            time.sleep(0.005)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    kill_worker_when(
+        env, log, lambda: _counters(hubspot_sandbox, portal_id)["received"] >= 1500, timeout=60
+    )
     assert _counters(hubspot_sandbox, portal_id)["received"] < EVENTS, "kill must land mid-run"
     assert _run(runtime, ws_id).status == "running"
 

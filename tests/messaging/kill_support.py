@@ -5,9 +5,7 @@ two runs left behind."""
 
 from __future__ import annotations
 
-import signal
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from tests.support.workers import start_worker, stop_worker
+from tests.support.workers import (
+    kill_test_workspace,
+    kill_worker_when,
+    start_worker,
+    stop_worker,
+)
 
 from spoke.core import bulk
 from spoke.core.clock import utcnow
@@ -27,7 +30,6 @@ from spoke.users import service as users
 from spoke.users.changes import Origin
 from spoke.users.models import User
 from spoke.users.schemas import UserFields
-from spoke.workspaces import service as workspaces
 
 LEASE_SECONDS = 3  # a killed worker's send is taken over this soon
 SEND_BATCH = 50
@@ -56,13 +58,7 @@ class Audience:
 def seed(runtime: Runtime, audience: Audience, connect: Connect, content: dict[str, Any]) -> str:
     """A fresh workspace, its users and a queued send to all of them; the notification id."""
     with session_scope(runtime.sessions) as session:
-        ws = workspaces.create_workspace(
-            session,
-            runtime.encryptor,
-            name="kill",
-            slug=f"kill-{uuid.uuid4().hex[:6]}",
-            owner_email="o@example.com",
-        ).workspace
+        ws = kill_test_workspace(session, runtime).workspace
         origin = Origin(ws.id, "test", "test")
         users.write_users(
             session,
@@ -133,18 +129,7 @@ def kill_then_resume(
 ) -> int:
     """Start a worker, `kill -9` it once `received()` reaches `kill_at`, start another after
     the lease ran out and wait until the send completed; returns `received()` at the kill."""
-    first = start_worker(env, log)
-    try:
-        deadline = time.monotonic() + 120
-        while received() < kill_at:
-            assert first.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "no sends started: " + log.read_text()
-            time.sleep(0.005)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    kill_worker_when(env, log, lambda: received() >= kill_at)
     at_kill = received()
     assert state(runtime, notification_id)[0] == "running"
     assert at_kill < total, "the kill must land mid fan-out"

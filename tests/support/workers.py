@@ -7,18 +7,22 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
+from sqlalchemy.orm import Session
 from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
 
 from spoke.config import Settings
 from spoke.core import migrate
 from spoke.runtime import Runtime, build_runtime
+from spoke.workspaces import service as workspaces
+from spoke.workspaces.service import CreatedWorkspace
 
 # (database, queue): the embedded pair and the scaled-out pair.
 KILL_BACKENDS = [("sqlite", None), ("postgresql", "redis")]
@@ -79,6 +83,40 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def kill_worker_when(
+    env: dict[str, str],
+    log: Path,
+    reached: Callable[[], bool],
+    *,
+    timeout: float = 120,
+    poll: float = 0.005,
+) -> None:
+    """Start a worker, wait until `reached()` holds (asked every `poll` s), then `kill -9` it."""
+    worker = start_worker(env, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while not reached():
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the worker never got going: " + log.read_text()
+            time.sleep(poll)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+def kill_test_workspace(session: Session, runtime: Runtime) -> CreatedWorkspace:
+    """A fresh workspace for one kill test (tests share a database only within a run)."""
+    return workspaces.create_workspace(
+        session,
+        runtime.encryptor,
+        name="kill",
+        slug=f"kill-{uuid.uuid4().hex[:6]}",
+        owner_email="o@example.com",
+    )
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:

@@ -6,9 +6,7 @@ membership call."""
 
 from __future__ import annotations
 
-import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import sqlalchemy as sa
 from tests.support.workers import (
     KILL_BACKEND_IDS,
     KILL_BACKENDS,
+    kill_test_workspace,
+    kill_worker_when,
     start_worker,
     stop_worker,
     worker_environment,
@@ -98,13 +98,7 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         )
         assert seeded.json()["contacts"] == RECORDS
     with session_scope(runtime.sessions) as session:
-        created = workspaces.create_workspace(
-            session,
-            runtime.encryptor,
-            name="kill",
-            slug=f"kill-{uuid.uuid4().hex[:6]}",
-            owner_email="o@example.com",
-        )
+        created = kill_test_workspace(session, runtime)
         ws_id = created.workspace.id
         caller = workspaces.Caller(
             workspace_id=ws_id, member_id=created.owner.id, role=None, key_id=created.key.id
@@ -140,18 +134,10 @@ def test_killed_worker_resumes_manual_sync_without_loss_or_duplicates(
         runtime.jobs.enqueue_after_commit(session, runs.RUN_JOB, run_id=run_id)
 
     log = tmp_path / "worker.log"
-    first = start_worker(env, log)
-    try:
-        deadline = time.monotonic() + 400
-        while _run(runtime, run_id).done < RECORDS // 5:
-            assert first.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the worker never got going: " + log.read_text()
-            time.sleep(0.05)  # a page or so: the kill still lands well inside the run
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    # Asked every 50 ms, a page or so: the kill still lands well inside the run.
+    kill_worker_when(
+        env, log, lambda: _run(runtime, run_id).done >= RECORDS // 5, timeout=400, poll=0.05
+    )
     at_kill = _run(runtime, run_id)
     assert at_kill.status == "running"
     assert 0 < at_kill.done < RECORDS, "kill must land mid-run"

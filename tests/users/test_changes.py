@@ -134,3 +134,29 @@ def test_feed_query_parameters_are_validated(tenant: Tenant) -> None:
     problem(tenant.http.get("/v1/changes", params={"limit": 0}), 422, "invalid_input")
     problem(tenant.http.get("/v1/changes", params={"limit": 1001}), 422, "invalid_input")
     problem(tenant.http.get("/v1/changes", params={"after_seq": "x"}), 422, "invalid_input")
+
+
+def test_concurrent_batches_creating_the_same_users_all_succeed(tenant: Tenant) -> None:
+    # Four batches creating the same 300 users at once: each call succeeds (none is a 500
+    # from a lost unique-index race) and each user exists once.
+    import httpx
+
+    items = [{"external_id": f"same-{i}", "email": f"same{i}@example.com"} for i in range(300)]
+    statuses: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def writer() -> None:
+        with httpx.Client(
+            base_url=tenant.backend.url, headers=dict(tenant.http.headers), timeout=60
+        ) as http:
+            barrier.wait()
+            statuses.append(http.post("/v1/users/batch", json={"items": items}).status_code)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 4
+    listed = tenant.http.get("/v1/users", params={"limit": 1000}).json()["data"]
+    assert sorted(u["external_id"] for u in listed) == sorted(i["external_id"] for i in items)

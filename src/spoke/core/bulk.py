@@ -150,16 +150,22 @@ def _copy(session: Session, table: sa.Table, rows: Sequence[Row]) -> None:
     # Only reached on PostgreSQL, whose driver here is psycopg 3.
     dbapi = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
     names = ", ".join(f'"{c}"' for c in columns)
-    with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row(
-                [
-                    (None if row[c] is None else orjson.dumps(row[c]).decode())
-                    if c in json_columns
-                    else row[c]
-                    for c in columns
-                ]
-            )
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        (None if row[c] is None else orjson.dumps(row[c]).decode())
+                        if c in json_columns
+                        else row[c]
+                        for c in columns
+                    ]
+                )
+    except psycopg.IntegrityError as exc:
+        # The raw cursor bypasses SQLAlchemy's error translation; callers that retry a
+        # lost unique-index race catch SQLAlchemy's IntegrityError, as on SQLite.
+        raise sa.exc.IntegrityError(statement, None, exc) from exc
 
 
 def update(session: Session, table: sa.Table, keys: Sequence[str], rows: Sequence[Row]) -> None:

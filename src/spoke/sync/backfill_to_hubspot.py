@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoke.core import leases
+from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
-from spoke.core.db import session_scope
+from spoke.core.db import session_scope, table_of
 from spoke.hubspot import BlockingClient, SimplePublicObject
 from spoke.sync import backfill_list
 from spoke.sync.contact_writes import write_contacts
-from spoke.sync.links import new_link, record_failure, record_success
+from spoke.sync.links import record_failure, record_success, row_of, unsaved_link
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.outbound import Out, Sent, desired_properties
 from spoke.sync.run_counts import RunCounts
@@ -260,10 +260,14 @@ def _store_links(
             )
         )
     }
+    # New links are bulk-inserted after the loop: flushing them one ORM row at a time was
+    # most of a page's time inside the write lock, which the pages in flight take in turn.
+    fresh: list[ContactLink] = []
     for out in outs:
         link = by_user.get(out.user_id)
         if link is None:
-            link = new_link(session, workspace_id, out.user_id, now=now)
+            link = unsaved_link(workspace_id, out.user_id, now=now)
+            fresh.append(link)
         if out.props and out.user_id not in sent.ok:
             reason = sent.failed.get(out.user_id, "not sent")
             counts.error(out.external_id, reason)
@@ -293,6 +297,7 @@ def _store_links(
         link.settings_version = eff.row.version
         backfill_list.store(link, out, sent, counts, now=now)
     session.flush()
+    bulk.insert(session, table_of(ContactLink), [row_of(link) for link in fresh])
 
 
 __all__ = ["PAGE", "Page", "plan_pages", "process_page", "total"]

@@ -107,11 +107,9 @@ def link_for(session: Session, workspace_id: str, user_id: int) -> ContactLink:
     return found if found is not None else new_link(session, workspace_id, user_id)
 
 
-def new_link(
-    session: Session, workspace_id: str, user_id: int, *, now: datetime | None = None
-) -> ContactLink:
-    """A fresh link (in sync, not yet paired with a contact), added to the session."""
-    link = ContactLink(
+def unsaved_link(workspace_id: str, user_id: int, *, now: datetime | None = None) -> ContactLink:
+    """A fresh link (in sync, not yet paired with a contact), not in any session."""
+    return ContactLink(
         workspace_id=workspace_id,
         user_id=user_id,
         snapshot={},
@@ -120,8 +118,39 @@ def new_link(
         state="in_sync",
         updated_at=now or utcnow(),
     )
+
+
+def new_link(
+    session: Session, workspace_id: str, user_id: int, *, now: datetime | None = None
+) -> ContactLink:
+    """A fresh link (in sync, not yet paired with a contact), added to the session."""
+    link = unsaved_link(workspace_id, user_id, now=now)
     session.add(link)
     return link
+
+
+def row_of(link: ContactLink) -> dict[str, Any]:
+    """An unsaved link as a row for `core.bulk.insert` (every column but the id, with the
+    model's defaults where the link left one unset: COPY fills in none)."""
+    return {
+        "workspace_id": link.workspace_id,
+        "user_id": link.user_id,
+        "hubspot_id": link.hubspot_id,
+        "matched_by": link.matched_by or "email",
+        "snapshot": link.snapshot if link.snapshot is not None else {},
+        "state": link.state or "in_sync",
+        "reason": link.reason,
+        "failures": link.failures or 0,
+        "next_attempt_at": link.next_attempt_at,
+        "conflicts": link.conflicts if link.conflicts is not None else [],
+        "settings_version": link.settings_version or 0,
+        "note_id": link.note_id,
+        "note_hash": link.note_hash,
+        "hubspot_list_id": link.hubspot_list_id,
+        "marked_deleted": bool(link.marked_deleted),
+        "last_synced_at": link.last_synced_at,
+        "updated_at": link.updated_at,
+    }
 
 
 def new_link_row(
