@@ -134,13 +134,12 @@ def _sqlite_executemany(
     connection = session.connection()
     dialect = connection.dialect
     processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-    params = [
-        tuple(
-            value if process is None else process(value)
-            for value, process in zip([row[c] for c in columns], processors, strict=True)
-        )
-        for row in rows
-    ]
+    # Column by column: `map` over one processor is far cheaper than a generator per row.
+    values: list[list[Any]] = []
+    for name, process in zip(columns, processors, strict=True):
+        column = [row[name] for row in rows]
+        values.append(column if process is None else list(map(process, column)))
+    params = list(zip(*values, strict=True))
     connection.exec_driver_sql(sql, params)
 
 
