@@ -139,6 +139,9 @@ def classify(status: int, headers: dict[str, str], body: bytes) -> _Verdict:
     return _Verdict("failed", reason)
 
 
+_WARM_CONNECTIONS = 32
+
+
 class _HttpxPool:
     """The same interface as `Http1Pool` over httpx (HTTP/2 when `h2` is installed)."""
 
@@ -169,6 +172,9 @@ class _HttpxPool:
         return Response(
             answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.content
         )
+
+    async def warm(self, count: int) -> None:
+        """httpx opens its connections as requests need them."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -202,7 +208,8 @@ class FcmProvider:
         Raises:
             ProviderConfigError: the token endpoint refused the key or never answered.
         """
-        await self._tokens.get()
+        # Connections open meanwhile: the first batch then goes out on warm ones.
+        await asyncio.gather(self._tokens.get(), self._pool.warm(_WARM_CONNECTIONS))
 
     async def send_many(
         self, messages: Sequence[PushMessage], gate: SendGate | None = None

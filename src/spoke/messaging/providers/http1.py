@@ -37,6 +37,7 @@ class _StaleConnection(Exception):
 
 
 _MAX_HEADER_LINES = 200
+_CONNECTS = 32
 _MAX_LINE = 65536
 
 
@@ -122,7 +123,9 @@ class Http1Pool:
         self._host_header = self._host if default_port else f"{self._host}:{self._port}"
         self._prefix = parts.path.rstrip("/")
         self._timeout = timeout
+        self._size = size
         self._slots = asyncio.Semaphore(size)
+        self._connecting = asyncio.Semaphore(_CONNECTS)
         self._idle: list[_Connection] = []
         self._ssl = ssl.create_default_context() if self._tls else None
 
@@ -131,6 +134,20 @@ class Http1Pool:
             self._host, self._port, ssl=self._ssl, limit=_MAX_LINE
         )
         return _Connection(reader, writer)
+
+    async def warm(self, count: int) -> None:
+        """Open up to `count` connections now (in parallel), so the first requests don't
+        queue behind hundreds of connects at once. Failures are left for the requests."""
+        wanted = max(0, min(count, self._size) - len(self._idle))
+
+        async def one() -> None:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    self._idle.append(await self._open())
+            except (OSError, TimeoutError):
+                pass
+
+        await asyncio.gather(*(one() for _ in range(wanted)))
 
     def _encode(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
         lines = [f"{method} {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
@@ -161,8 +178,10 @@ class Http1Pool:
                 conn = self._idle.pop() if self._idle else None
                 try:
                     if conn is None:
-                        async with asyncio.timeout(self._timeout):
-                            conn = await self._open()
+                        # At most `_CONNECTS` connects at once: a burst of hundreds delays the
+                        # first requests (ours and the server's), which warm connections carry.
+                        async with self._connecting, asyncio.timeout(self._timeout):
+                            conn = self._idle.pop() if self._idle else await self._open()
                     if gate is not None:
                         await gate.write(functools.partial(conn.send, raw))
                         gate = None  # a stale-connection retry re-sends what was recorded
