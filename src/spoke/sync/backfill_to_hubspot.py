@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
-from spoke.core.db import session_scope, table_of
+from spoke.core.db import make_session_factory, session_scope, table_of
 from spoke.hubspot import BlockingClient, SimplePublicObject
 from spoke.sync import backfill_list
 from spoke.sync.contact_writes import write_contacts
@@ -46,6 +46,9 @@ def plan_pages(
     sessions: sessionmaker[Session], workspace_id: str, frontier: IdFrontier
 ) -> Iterator[Page]:
     """Pages from the frontier on, skipping intervals a previous attempt finished."""
+    # A reading session: on SQLite a writer's `BEGIN IMMEDIATE` queued the next page's
+    # plan behind the commits of the pages in flight, and the run went at their pace.
+    readers = make_session_factory(sessions.kw["bind"], read_only=True)
     cursor = frontier.frontier
     while True:
         cursor, bound = frontier.skip_done(cursor)
@@ -57,7 +60,7 @@ def plan_pages(
         )
         if bound is not None:
             query = query.where(User.id <= bound)
-        with session_scope(sessions) as session:
+        with session_scope(readers) as session:
             ids = tuple(session.scalars(query))
         if len(ids) == PAGE:
             hi = ids[-1]
