@@ -90,3 +90,29 @@ def test_an_unreachable_origin_is_a_transport_error() -> None:
 def test_only_http_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="not an http"):
         Http1Pool("ftp://example.com")
+
+
+def test_connections_the_server_dropped_while_idle_are_replaced() -> None:
+    # A server that answers once per connection, then closes it without saying so: every
+    # idle connection in the pool goes stale, as keep-alive timeouts make them.
+    async def go() -> list[int]:
+        async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = Http1Pool(f"http://127.0.0.1:{port}", size=8)
+        try:
+            first = await asyncio.gather(*(pool.request("GET", "/", headers={}) for _ in range(4)))
+            await asyncio.sleep(0.1)  # the server has closed all four by now
+            second = await asyncio.gather(*(pool.request("GET", "/", headers={}) for _ in range(4)))
+            return [a.status for a in (*first, *second)]
+        finally:
+            await pool.aclose()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(go()) == [200] * 8

@@ -174,14 +174,17 @@ class Http1Pool:
         """
         raw = self._encode(method, path, headers, body)
         async with self._slots:
-            for _ in range(2):
-                conn = self._idle.pop() if self._idle else None
+            for attempt in range(2):
+                # After a stale connection, a new one: the other idle ones are likely as old.
+                reuse = attempt == 0
+                conn = self._idle.pop() if reuse and self._idle else None
                 try:
                     if conn is None:
                         # At most `_CONNECTS` connects at once: a burst of hundreds delays the
                         # first requests (ours and the server's), which warm connections carry.
                         async with self._connecting, asyncio.timeout(self._timeout):
-                            conn = self._idle.pop() if self._idle else await self._open()
+                            idle = self._idle.pop() if reuse and self._idle else None
+                            conn = idle or await self._open()
                     if gate is not None:
                         await gate.write(functools.partial(conn.send, raw))
                         gate = None  # a stale-connection retry re-sends what was recorded
