@@ -50,7 +50,7 @@ from spoke.messaging.providers.base import (
     PushProvider,
     SendResult,
 )
-from spoke.messaging.providers.fcm import FcmProvider, RetryPolicy
+from spoke.messaging.providers.fcm import WARM_CONNECTIONS, FcmProvider, RetryPolicy
 from spoke.messaging.send_journal import DeliveryGate, SendJournal, resolve_unknown
 from spoke.messaging.service import NO_SUBSCRIPTION, TOKEN_INVALID, audience_filter
 from spoke.users.models import STANDARD_FIELDS, User, UserTag
@@ -88,6 +88,8 @@ def fcm_factory(encryptor: Encryptor, options: FanoutOptions) -> ProviderFactory
             base_url=creds.base_url,
             concurrency=options.concurrency,
             retry=options.retry,
+            # A send to one user must not open 32 connections: warm only what can be used.
+            warm=min(WARM_CONNECTIONS, max(1, notification.total)),
         )
 
     return build

@@ -139,7 +139,7 @@ def classify(status: int, headers: dict[str, str], body: bytes) -> _Verdict:
     return _Verdict("failed", reason)
 
 
-_WARM_CONNECTIONS = 32
+WARM_CONNECTIONS = 32
 
 
 class _HttpxPool:
@@ -192,8 +192,10 @@ class FcmProvider:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: Literal["http1", "httpx"] = "http1",
+        warm: int = WARM_CONNECTIONS,
     ) -> None:
         self._account = account
+        self._warm = warm  # connections `connect()` opens ahead (no more than sends expected)
         self._tokens = AccessTokens(account, SCOPE)
         self._retry = retry or RetryPolicy()
         self._path = f"/v1/projects/{account.project_id}/messages:send"
@@ -209,7 +211,7 @@ class FcmProvider:
             ProviderConfigError: the token endpoint refused the key or never answered.
         """
         # Connections open meanwhile: the first batch then goes out on warm ones.
-        await asyncio.gather(self._tokens.get(), self._pool.warm(_WARM_CONNECTIONS))
+        await asyncio.gather(self._tokens.get(), self._pool.warm(self._warm))
 
     async def send_many(
         self, messages: Sequence[PushMessage], gate: SendGate | None = None
