@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from spoke.sandbox.whole_requests import WholeRequestsProtocol
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -21,7 +23,14 @@ class LiveServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            # Emulators act on a request that arrived whole, as the real services do.
+            http=WholeRequestsProtocol,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

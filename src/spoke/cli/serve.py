@@ -12,6 +12,7 @@ from spoke.cli.common import console, err_console, runtime, settings
 from spoke.core import migrate
 from spoke.core.db import session_scope
 from spoke.runtime import Runtime
+from spoke.sandbox.whole_requests import WholeRequestsProtocol
 
 
 def _require_migrated(rt: Runtime) -> None:
@@ -125,7 +126,11 @@ def _start_fcm(rt: Runtime, workspace_id: str, fcm_port: int, spoke_url: str) ->
         client_key = get_workspace(session, workspace_id).client_key
     store.report = Report(spoke_url, client_key, delivered=0.9, clicked=0.3)
     config = uvicorn.Config(
-        create_fcm_app(store), host="127.0.0.1", port=fcm_port, log_level="warning"
+        create_fcm_app(store),
+        host="127.0.0.1",
+        port=fcm_port,
+        log_level="warning",
+        http=WholeRequestsProtocol,
     )
     threading.Thread(target=uvicorn.Server(config).run, name="fcm-emulator", daemon=True).start()
     return url
@@ -166,7 +171,11 @@ def _start_sms(rt: Runtime, workspace_id: str, sms_port: int) -> str:
     with session_scope(rt.sessions) as session:
         connect_sms(session, rt.encryptor, workspace_id, account=store.create_account(), url=url)
     config = uvicorn.Config(
-        create_sms_app(store), host="127.0.0.1", port=sms_port, log_level="warning"
+        create_sms_app(store),
+        host="127.0.0.1",
+        port=sms_port,
+        log_level="warning",
+        http=WholeRequestsProtocol,
     )
     threading.Thread(target=uvicorn.Server(config).run, name="sms-emulator", daemon=True).start()
     return url

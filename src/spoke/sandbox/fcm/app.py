@@ -424,6 +424,8 @@ def serve(host: str = "127.0.0.1", port: int = 8200, *, latency_ms: float = 0.0)
     """Run the emulator with uvicorn until interrupted; prints a ready service-account key."""
     import uvicorn
 
+    from spoke.sandbox.whole_requests import WholeRequestsProtocol
+
     store = FcmStore(latency_ms=latency_ms)
     key = store.create_account("demo-project", f"http://{host}:{port}/token")
     sys.stderr.write(
@@ -431,4 +433,11 @@ def serve(host: str = "127.0.0.1", port: int = 8200, *, latency_ms: float = 0.0)
         f"  service-account key for project demo-project:\n{orjson.dumps(key).decode()}\n"
         f"  received messages: http://{host}:{port}/_fcm/messages\n"
     )
-    uvicorn.run(create_fcm_app(store), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_fcm_app(store),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=WholeRequestsProtocol,
+    )

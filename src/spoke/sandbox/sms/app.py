@@ -380,6 +380,8 @@ def serve(host: str = "127.0.0.1", port: int = 8400, *, latency_ms: float = 0.0)
     """Run the emulator with uvicorn until interrupted; prints a ready account."""
     import uvicorn
 
+    from spoke.sandbox.whole_requests import WholeRequestsProtocol
+
     store = SmsStore(latency_ms=latency_ms)
     account = store.create_account()
     sys.stderr.write(
@@ -388,4 +390,11 @@ def serve(host: str = "127.0.0.1", port: int = 8400, *, latency_ms: float = 0.0)
         f"  auth_token:  {account['auth_token']}\n"
         f"  sent messages: http://{host}:{port}/_sms/messages[?to=NUMBER]\n"
     )
-    uvicorn.run(create_sms_app(store), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_sms_app(store),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=WholeRequestsProtocol,
+    )
