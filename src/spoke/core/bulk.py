@@ -3,11 +3,11 @@
 SQLite is fastest with plain `executemany`, handed to the driver directly: the values go
 through each column type's own bind processor (so they are stored exactly as an ORM write
 would store them), but SQLAlchemy's per-row parameter compilation, which cost as much as
-the write itself for a 1,000-event batch, is skipped. On PostgreSQL, psycopg's executemany sends one
-statement per row and SQLAlchemy's multi-VALUES insert makes psycopg parse a huge query
-text each time; both cost more than the write itself for a 1,000-user batch. There, each
-column travels as one array parameter and the statement reads them back with `unnest()`:
-one short, cacheable statement whatever the row count.
+the write itself for a 1,000-event batch, is skipped. On PostgreSQL, psycopg's executemany
+sends one statement per row and SQLAlchemy's multi-VALUES insert makes psycopg parse a huge
+query text each time; both cost more than the write itself for a 1,000-user batch. There,
+each column travels as one array parameter and the statement reads them back with
+`unnest()`: one short, cacheable statement whatever the row count.
 """
 
 from __future__ import annotations
