@@ -161,27 +161,13 @@ def new_link_row(
     settings_version: int,
     now: datetime,
 ) -> dict[str, Any]:
-    """A link paired with `hubspot_id` and in sync, as a row for `core.bulk.insert`: every
-    column but the id, since COPY fills in no Python-side defaults."""
-    return {
-        "workspace_id": workspace_id,
-        "user_id": user_id,
-        "hubspot_id": hubspot_id,
-        "matched_by": "email",
-        "snapshot": snapshot,
-        "state": "in_sync",
-        "reason": None,
-        "failures": 0,
-        "next_attempt_at": None,
-        "conflicts": [],
-        "settings_version": settings_version,
-        "note_id": None,
-        "note_hash": None,
-        "hubspot_list_id": None,
-        "marked_deleted": False,
-        "last_synced_at": now,
-        "updated_at": now,
-    }
+    """A link paired with `hubspot_id` and in sync, as a row for `core.bulk.insert`."""
+    link = unsaved_link(workspace_id, user_id, now=now)
+    link.hubspot_id = hubspot_id
+    link.snapshot = snapshot
+    link.settings_version = settings_version
+    link.last_synced_at = now
+    return row_of(link)
 
 
 def holder_of(session: Session, workspace_id: str, hubspot_id: str) -> ContactLink | None:
