@@ -93,6 +93,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="callers started per second")
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--http-processes",
+        type=int,
+        default=1,
+        help="PostgreSQL only: `spoke serve --processes N` (SPOKE_HTTP__PROCESSES)",
+    )
+    parser.add_argument(
+        "--accept-only",
+        action="store_true",
+        help="PostgreSQL only: start no worker, so nothing is sent (isolates the accept path)",
+    )
     args = parser.parse_args()
     fcm_port = free_port()
     emulator = _emulator(fcm_port, args.latency_ms)
@@ -105,8 +116,9 @@ def main() -> None:
             if args.backend == "postgresql":
                 env["SPOKE_REDIS_URL"] = REDIS_URL
                 env["SPOKE_JOBS__QUEUE_NAME"] = f"bench-{uuid.uuid4().hex[:8]}"
+                env["SPOKE_HTTP__PROCESSES"] = str(args.http_processes)
             with spoke_server(env, workdir) as (base, _proc):
-                if args.backend == "postgresql":
+                if args.backend == "postgresql" and not args.accept_only:
                     worker = subprocess.Popen(
                         [sys.executable, "-m", "spoke", "worker"],
                         env={**os.environ, **env, "SPOKE_DATA_DIR": str(workdir / "data")},
@@ -120,6 +132,7 @@ def main() -> None:
                     "Content-Type": "application/json",
                 }
                 _setup(base, headers, fcm_url, args.callers)
+                print(f"  {args.callers} users with a device each; calling", flush=True)
                 latencies, failures, elapsed = asyncio.run(
                     _callers(base, headers, args.callers, args.rate)
                 )

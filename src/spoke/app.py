@@ -12,11 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from spoke import __version__
+from spoke.config import get_settings
 from spoke.connections import endpoints as connection_endpoints
 from spoke.core.db import pool_capacity
 from spoke.core.errors import ServiceUnavailable, install_handlers, responses
 from spoke.core.http import RequestContextMiddleware
 from spoke.core.jobs import EmbeddedWorker
+from spoke.core.logging import configure_logging
 from spoke.core.migrate import ensure_migrated
 from spoke.core.openapi import install_openapi
 from spoke.core.request_slots import RequestSlots
@@ -31,7 +33,7 @@ from spoke.messaging import (
     tracking_endpoints,
 )
 from spoke.messaging import endpoints as messaging_endpoints
-from spoke.runtime import Runtime
+from spoke.runtime import Runtime, build_runtime
 from spoke.sync import endpoints as sync_endpoints
 from spoke.sync import hooks as sync_hooks
 from spoke.users import endpoints as users_endpoints
@@ -140,3 +142,12 @@ def create_app(
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of one of several HTTP processes (`spoke serve --processes N`): each process
+    builds its own runtime from the environment. Jobs go through Redis, so no process runs
+    an embedded worker."""
+    settings = get_settings()
+    configure_logging(settings.log)
+    return create_app(build_runtime(settings), embedded_worker=False, check_migrations=True)

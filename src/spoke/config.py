@@ -26,6 +26,13 @@ class Mode(StrEnum):
 class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface `spoke serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `spoke serve` listens on.")
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP processes `spoke serve` runs on one port (one Python process uses "
+        "about one core). More than one needs PostgreSQL and Redis.",
+    )
     public_url: str | None = Field(
         None, description="URL the outside world reaches Spoke at (links, OAuth callbacks)."
     )

@@ -33,21 +33,54 @@ def _run_http(rt: Runtime, host: str, port: int, *, embedded_worker: bool) -> No
     uvicorn.Server(config).run()
 
 
+def _run_http_processes(host: str, port: int, processes: int) -> None:
+    """Several HTTP processes on one socket (uvicorn's supervisor restarts any that die).
+
+    Python runs one thread at a time per process, and a request spends most of its CPU in
+    Python, so on a machine with more cores than one this is how `spoke serve` uses them.
+    Each process builds its own runtime from the environment (`spoke.app:from_environment`).
+    """
+    uvicorn.run(
+        "spoke.app:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
 def serve(
     host: str | None = typer.Option(None, help="Interface (default SPOKE_HTTP__HOST)."),
     port: int | None = typer.Option(None, help="Port (default SPOKE_HTTP__PORT)."),
+    processes: int | None = typer.Option(
+        None, min=1, help="HTTP processes (default SPOKE_HTTP__PROCESSES; >1 needs Redis)."
+    ),
 ) -> None:
     """Run the HTTP API. Without SPOKE_REDIS_URL the job worker runs inside it too."""
     rt = runtime()
     _require_migrated(rt)
     embedded = rt.settings.redis_url is None
+    processes = processes or rt.settings.http.processes
+    if processes > 1 and (embedded or rt.engine.dialect.name == "sqlite"):
+        err_console.print(
+            "[red]Refusing to start:[/red] several HTTP processes need PostgreSQL "
+            "(SPOKE_DATABASE_URL) and Redis (SPOKE_REDIS_URL); with SQLite run one."
+        )
+        raise typer.Exit(2)
+    host, port = host or rt.settings.http.host, port or rt.settings.http.port
     console.print(
-        f"Spoke on http://{host or rt.settings.http.host}:{port or rt.settings.http.port}"
-        f" (jobs: {'in-process' if embedded else 'redis, run `spoke worker`'})"
+        f"Spoke on http://{host}:{port}"
+        f" (jobs: {'in-process' if embedded else 'redis, run `spoke worker`'}"
+        f"{f'; {processes} processes' if processes > 1 else ''})"
     )
-    _run_http(
-        rt, host or rt.settings.http.host, port or rt.settings.http.port, embedded_worker=embedded
-    )
+    if processes > 1:
+        rt.close()
+        _run_http_processes(host, port, processes)
+        return
+    _run_http(rt, host, port, embedded_worker=embedded)
 
 
 def worker(

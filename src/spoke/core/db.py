@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 NAMING_CONVENTION = {
@@ -175,6 +175,7 @@ def is_read_only(session: Session) -> bool:
 # -- jobs that wait for the commit ------------------------------------------------------
 
 _PENDING = "spoke.pending_jobs"
+_COMMITTED = "spoke.committed_jobs"
 PostCommit = Callable[[], None]
 
 
@@ -184,8 +185,22 @@ def after_commit(session: Session, callback: PostCommit) -> None:
 
 
 @event.listens_for(Session, "after_commit")
-def _run_post_commit(session: Session) -> None:
-    callbacks: list[PostCommit] = session.info.pop(_PENDING, [])
+def _hold_post_commit(session: Session) -> None:
+    # SQLAlchemy fires `after_commit` while the session still holds its connection. A
+    # callback that opens a session of its own (or just takes its time) would then hold two
+    # connections at once: under a burst every pooled connection belonged to a request
+    # waiting for a second one, and nothing moved until the pool timed out (30 s). So the
+    # callbacks wait for `after_transaction_end`, which comes after the connection is back.
+    callbacks = session.info.pop(_PENDING, None)
+    if callbacks:
+        session.info.setdefault(_COMMITTED, []).extend(callbacks)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _run_post_commit(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None:
+        return  # a savepoint or subtransaction: the outer transaction decides
+    callbacks: list[PostCommit] = session.info.pop(_COMMITTED, [])
     for callback in callbacks:
         callback()
 

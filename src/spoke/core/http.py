@@ -155,8 +155,11 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
-def request_session(request: Request) -> Session:
-    """The request's session, opened on first use; `TransactionalRoute` commits or rolls back."""
+async def request_session(request: Request) -> Session:
+    """The request's session, opened on first use; `TransactionalRoute` commits or rolls back.
+
+    Async because it does no I/O (a session connects on its first query): a sync
+    dependency costs a round trip through the threadpool, paid by the event loop."""
     session: Session | None = getattr(request.state, "db", None)
     if session is None:
         reading = request.method in ("GET", "HEAD")

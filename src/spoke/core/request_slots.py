@@ -24,6 +24,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from anyio import to_thread
 
 
@@ -32,7 +33,10 @@ class RequestSlots:
         self.capacity = capacity
         # One semaphore per event loop: asyncio primitives belong to the loop they first
         # wait on, and tests (TestClient) may drive one app from several loops in turn.
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        # anyio's semaphore, not asyncio's: in Python 3.11 `asyncio.Semaphore.acquire` scans
+        # every waiter, so with hundreds of requests queued it became the event loop's
+        # largest cost; anyio's queue of waiters makes each acquire O(1).
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.Semaphore]
         self._by_loop = weakref.WeakKeyDictionary()
 
     def permits(self) -> int:
@@ -45,6 +49,6 @@ class RequestSlots:
         loop = asyncio.get_running_loop()
         semaphore = self._by_loop.get(loop)
         if semaphore is None:
-            semaphore = self._by_loop[loop] = asyncio.Semaphore(self.permits())
+            semaphore = self._by_loop[loop] = anyio.Semaphore(self.permits())
         async with semaphore:
             yield

@@ -34,7 +34,7 @@ TokenPath = Annotated[
 ]
 
 
-def write_session(request: Request) -> Session:
+async def write_session(request: Request) -> Session:
     """A writing session even for a GET: following a link records the click."""
     session: Session | None = getattr(request.state, "db", None)
     if session is None:

@@ -10,6 +10,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
+from starlette.concurrency import run_in_threadpool
 
 from spoke.core import idempotency
 from spoke.core.crypto import hmac_sha256_hex
@@ -118,12 +119,18 @@ async def _body_digest(request: Request) -> str:
     return idempotency.request_hash(request, await request.body())
 
 
-def _guard(request: Request, session: Db, workspace_id: str, digest: str, key: str | None) -> None:
+async def _guard(
+    request: Request, session: Db, workspace_id: str, digest: str, key: str | None
+) -> None:
+    # Async, with a thread only when there is a key to look up: most writes carry none, and
+    # a sync dependency would cost every one of them a round trip through the threadpool.
     if key is not None:
-        request.state.idempotency = idempotency.check(session, workspace_id, key, digest)
+        request.state.idempotency = await run_in_threadpool(
+            idempotency.check, session, workspace_id, key, digest
+        )
 
 
-def server_idempotency(
+async def server_idempotency(
     request: Request,
     session: Db,
     caller: Annotated[Caller, Depends(server_caller)],
@@ -138,17 +145,17 @@ def server_idempotency(
         ),
     ] = None,
 ) -> None:
-    _guard(request, session, caller.workspace_id, digest, key)
+    await _guard(request, session, caller.workspace_id, digest, key)
 
 
-def client_idempotency(
+async def client_idempotency(
     request: Request,
     session: Db,
     workspace: Annotated[Workspace, Depends(client_workspace)],
     digest: Annotated[str, Depends(_body_digest)],
     key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
 ) -> None:
-    _guard(request, session, workspace.id, digest, key)
+    await _guard(request, session, workspace.id, digest, key)
 
 
 ServerCaller = Annotated[Caller, Depends(server_caller)]
@@ -157,7 +164,7 @@ Idempotent = Depends(server_idempotency)
 ClientIdempotent = Depends(client_idempotency)
 
 
-def admin_caller(caller: ServerCaller) -> Caller:
+async def admin_caller(caller: ServerCaller) -> Caller:
     caller.require_admin()
     return caller
 
