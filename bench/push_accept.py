@@ -29,7 +29,7 @@ import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import create_workspace, database, free_port, spoke_server
+from bench._harness import create_workspace, database, free_port, spoke_server, tree_cpu_seconds
 from bench.push_fanout import _emulator
 from spoke.messaging.providers.http1 import Http1Pool, TransportError
 
@@ -72,6 +72,17 @@ async def _callers(
     elapsed = time.perf_counter() - began
     await pool.aclose()
     return latencies, failures, elapsed
+
+
+def _pushes(fcm_url: str) -> int:
+    return int(httpx.get(f"{fcm_url}/_fcm/stats").json().get("accepted", 0))
+
+
+def _wait_for_pushes(fcm_url: str, expected: int, began: float, limit: float = 180) -> float:
+    """Seconds from `began` until the emulator holds `expected` pushes (or `limit` passed)."""
+    while _pushes(fcm_url) < expected and time.perf_counter() - began < limit:
+        time.sleep(0.1)
+    return time.perf_counter() - began
 
 
 def _setup(base: str, headers: dict[str, str], fcm_url: str, callers: int) -> None:
@@ -117,7 +128,7 @@ def main() -> None:
                 env["SPOKE_REDIS_URL"] = REDIS_URL
                 env["SPOKE_JOBS__QUEUE_NAME"] = f"bench-{uuid.uuid4().hex[:8]}"
                 env["SPOKE_HTTP__PROCESSES"] = str(args.http_processes)
-            with spoke_server(env, workdir) as (base, _proc):
+            with spoke_server(env, workdir) as (base, server):
                 if args.backend == "postgresql" and not args.accept_only:
                     worker = subprocess.Popen(
                         [sys.executable, "-m", "spoke", "worker"],
@@ -133,9 +144,12 @@ def main() -> None:
                 }
                 _setup(base, headers, fcm_url, args.callers)
                 print(f"  {args.callers} users with a device each; calling", flush=True)
+                pids = {"serve": server.pid, **({"worker": worker.pid} if worker else {})}
+                cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
                 latencies, failures, elapsed = asyncio.run(
                     _callers(base, headers, args.callers, args.rate)
                 )
+                accept_cpu = tree_cpu_seconds(server.pid) - cpu_before["serve"]
                 pace = "all at once" if args.rate <= 0 else f"{args.rate:g} started/s"
                 print(
                     f"push_accept ({args.backend}): {args.callers} callers, {pace}; "
@@ -150,8 +164,22 @@ def main() -> None:
                         f"p99 {_percentile(latencies, 0.99) * 1000:.0f}, "
                         f"max {max(latencies) * 1000:.0f}"
                     )
-                stats = httpx.get(f"{fcm_url}/_fcm/stats").json()
-                print(f"  pushes the emulator received by the end: {stats.get('accepted', 0)}")
+                at_end = _pushes(fcm_url)
+                print(f"  pushes the emulator received when the last caller was answered: {at_end}")
+                print(f"  spoke serve CPU per call: {accept_cpu / args.callers * 1000:.2f} ms")
+                if not args.accept_only:
+                    waited = _wait_for_pushes(fcm_url, args.callers, time.perf_counter() - elapsed)
+                    sent = _pushes(fcm_url)
+                    print(
+                        f"  all pushes sent: {sent}/{args.callers} within {waited:.1f} s of the "
+                        "first call"
+                    )
+                    for name, pid in pids.items():
+                        used = tree_cpu_seconds(pid) - cpu_before[name]
+                        print(
+                            f"  spoke {name} CPU per push sent (calls + fan-out): "
+                            f"{used / max(1, sent) * 1000:.2f} ms"
+                        )
     finally:
         if worker is not None:
             worker.terminate()

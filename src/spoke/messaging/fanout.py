@@ -102,11 +102,12 @@ def run(
     provider_factory: ProviderFactory,
     options: FanoutOptions,
     owner: str | None = None,
-    on_finished: Callable[[str], None] | None = None,
+    on_finished: Callable[[Session, str], None] | None = None,
 ) -> bool:
     """Take the lease and finish the notification. False if another worker holds it.
 
-    `on_finished(notification_id)` is called once the notification completed or failed."""
+    `on_finished(session, notification_id)` is called in the transaction that marks the
+    notification completed or failed (to enqueue follow-ups after its commit)."""
     owner = owner or f"fanout/{uuid.uuid4().hex[:12]}"
     with session_scope(sessions) as session:
         pending = session.get(Notification, notification_id)
@@ -116,29 +117,29 @@ def run(
             return True  # not due: the sweeper offers it again every minute
         if not leases.claim(session, Notification, notification_id, owner, options.lease_seconds):
             return False
+        # Only an earlier run (an earlier claim: `attempts` was read before ours) can have
+        # left deliveries `sending`; a first run skips the look.
+        earlier_run = pending.attempts > 0
         pending.started_at = pending.started_at or utcnow()
-        settled = resolve_unknown(session, notification_id, owner)
+        settled = resolve_unknown(session, notification_id, owner) if earlier_run else 0
         try:
             provider: Sendable | None = provider_factory(session, pending)
         except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
             provider, error = None, str(exc)
+        walk = _Walk(planned_all=_plan_if_small(session, pending)) if provider else _Walk()
     if settled:
         log.warning("fanout.outcome_unknown", notification_id=notification_id, count=settled)
     try:
         if provider is None:
-            _fail(sessions, notification_id, owner, options, error)
-            if on_finished is not None:
-                on_finished(notification_id)
+            _fail(sessions, notification_id, owner, options, error, on_finished)
             return True
         try:
             # uvloop: the sending loop is the fan-out's bottleneck, and its transports and
             # callbacks cost a fraction of the pure-Python loop's.
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_send_all(sessions, notification_id, owner, provider, options))
+                runner.run(_send_all(sessions, notification_id, owner, provider, options, walk))
         except ProviderConfigError as exc:
-            _fail(sessions, notification_id, owner, options, str(exc))
-            if on_finished is not None:
-                on_finished(notification_id)
+            _fail(sessions, notification_id, owner, options, str(exc), on_finished)
             return True
         with session_scope(sessions) as session:
             resume_at = local_delivery.park(session, notification_id, owner)
@@ -147,12 +148,12 @@ def run(
                 notification = session.get(Notification, notification_id)
                 assert notification is not None
                 notification.finished_at = utcnow()
+                if on_finished is not None:
+                    on_finished(session, notification_id)
         if resume_at is not None:  # the rest wait for their local time
             log.info("fanout.parked", notification_id=notification_id, resume_at=resume_at)
             return True
         log.info("fanout.completed", notification_id=notification_id)
-        if on_finished is not None:
-            on_finished(notification_id)
         return True
     except leases.LeaseLost:
         log.warning("fanout.lease_lost", notification_id=notification_id, owner=owner)
@@ -165,6 +166,7 @@ def _fail(
     owner: str,
     options: FanoutOptions,
     error: str,
+    on_finished: Callable[[Session, str], None] | None,
 ) -> None:
     """The provider can't be used at all: every unsent recipient fails with the reason
     (recipients not planned yet are planned first, so the report names them all)."""
@@ -183,6 +185,8 @@ def _fail(
         assert notification is not None
         notification.error = error
         notification.finished_at = utcnow()
+        if on_finished is not None:
+            on_finished(session, notification_id)
     log.warning("fanout.failed", notification_id=notification_id, error=error)
 
 
@@ -196,49 +200,74 @@ def _plan_chunk(
     with session_scope(sessions) as session:
         notification = session.get(Notification, notification_id, with_for_update=True)
         assert notification is not None
-        size = FIRST_CHUNK if notification.planned == 0 else PLAN_CHUNK
-        if notification.source == "segment":
-            planned = _plan_segment_chunk(session, notification, size)
+        planned = _plan_next(session, notification)
+        if planned:
             leases.renew(session, Notification, notification_id, owner, options.lease_seconds)
-            return planned
-        if notification.planned >= notification.total:
-            return False
-        chunk = notification.recipients[notification.planned : notification.planned + size]
-        per_user: dict[str, dict[str, Any]] = {}
-        if notification.source == "messages":
-            for item in chunk:
-                per_user.setdefault(
-                    item["user_id"], {k: item[k] for k in _CONTENT_KEYS if item.get(k)}
-                )
-            wanted = list(per_user)
-        else:
-            wanted = list(dict.fromkeys(chunk))
-        users: dict[str, int] = dict(
-            session.execute(
-                sa.select(User.external_id, User.id).where(
-                    User.workspace_id == notification.workspace_id,
-                    User.external_id.in_(wanted),
-                    User.deleted_at.is_(None),
-                )
-            ).all()
-        )
-        reachable = _reachable(session, notification, list(users.values()))
-        already = set(
-            session.scalars(
-                sa.select(Delivery.user_id).where(
-                    Delivery.notification_id == notification.id,
-                    Delivery.user_id.in_(list(users.values())),
-                )
+        return planned
+
+
+@dataclass
+class _Walk:
+    """What the sending loop knows of the plan, to skip reads that can only come back empty.
+
+    `planned_all`: every recipient has a delivery row; `exhausted`: besides, the last read
+    came back short, so no queued (and due) delivery lies beyond it."""
+
+    planned_all: bool = False
+    exhausted: bool = False
+
+
+def _plan_if_small(session: Session, notification: Notification) -> bool:
+    """Plan a small list of recipients right away (in the transaction that took the lease):
+    a send to a few users then costs no planning transaction of its own. Whether every
+    recipient is planned now."""
+    if notification.source == "segment":
+        return notification.plan_cursor < 0
+    if notification.planned == 0 and notification.total <= FIRST_CHUNK:
+        _plan_next(session, notification)
+    return notification.planned >= notification.total
+
+
+def _plan_next(session: Session, notification: Notification) -> bool:
+    """Plan the next chunk of `notification` (locked by the caller); False if none was left."""
+    size = FIRST_CHUNK if notification.planned == 0 else PLAN_CHUNK
+    if notification.source == "segment":
+        return _plan_segment_chunk(session, notification, size)
+    if notification.planned >= notification.total:
+        return False
+    chunk = notification.recipients[notification.planned : notification.planned + size]
+    per_user: dict[str, dict[str, Any]] = {}
+    if notification.source == "messages":
+        for item in chunk:
+            per_user.setdefault(item["user_id"], {k: item[k] for k in _CONTENT_KEYS if item.get(k)})
+        wanted = list(per_user)
+    else:
+        wanted = list(dict.fromkeys(chunk))
+    users: dict[str, int] = dict(
+        session.execute(
+            sa.select(User.external_id, User.id).where(
+                User.workspace_id == notification.workspace_id,
+                User.external_id.in_(wanted),
+                User.deleted_at.is_(None),
+            )
+        ).all()
+    )
+    reachable = _reachable(session, notification, list(users.values()))
+    already = set(
+        session.scalars(
+            sa.select(Delivery.user_id).where(
+                Delivery.notification_id == notification.id,
+                Delivery.user_id.in_(list(users.values())),
             )
         )
-        fresh = {e: u for e, u in users.items() if u not in already}  # first chunk wins
-        _insert_deliveries(session, notification, fresh, reachable, per_user)
-        missing = [e for e in wanted if e not in users]
-        if missing:
-            notification.not_found = [*notification.not_found, *missing]
-        notification.planned += len(chunk)
-        leases.renew(session, Notification, notification_id, owner, options.lease_seconds)
-        return True
+    )
+    fresh = {e: u for e, u in users.items() if u not in already}  # first chunk wins
+    _insert_deliveries(session, notification, fresh, reachable, per_user)
+    missing = [e for e in wanted if e not in users]
+    if missing:
+        notification.not_found = [*notification.not_found, *missing]
+    notification.planned += len(chunk)
+    return True
 
 
 def _reachable(session: Session, notification: Notification, user_ids: list[int]) -> set[int]:
@@ -508,12 +537,18 @@ def _next_batch(
     options: FanoutOptions,
     after: int,
     limit: int,
+    walk: _Walk,
 ) -> tuple[dict[str, Any], list[_Recipient]]:
     """The next queued batch, planning more recipients when none is queued."""
-    while True:
+    while not walk.exhausted:
         base, batch = _claim_batch(readers, notification_id, after, limit)
-        if batch or not _plan_chunk(sessions, notification_id, owner, options):
+        walk.exhausted = walk.planned_all and len(batch) < limit
+        if batch:
             return base, batch
+        if walk.planned_all or not _plan_chunk(sessions, notification_id, owner, options):
+            walk.planned_all = walk.exhausted = True
+            return base, batch
+    return {}, []
 
 
 def _renew(
@@ -570,6 +605,7 @@ async def _send_all(
     owner: str,
     provider: Sendable,
     options: FanoutOptions,
+    walk: _Walk,
 ) -> None:
     """Send everything, keeping the provider busy: two batches in flight while the next
     one is read (and, if needed, planned) in a thread."""
@@ -584,7 +620,9 @@ async def _send_all(
     )
     heartbeat = asyncio.create_task(_heartbeat(sessions, notification_id, owner, options))
     claiming = asyncio.create_task(
-        to_thread(_next_batch, sessions, readers, notification_id, owner, options, 0, FIRST_BATCH)
+        to_thread(
+            _next_batch, sessions, readers, notification_id, owner, options, 0, FIRST_BATCH, walk
+        )
     )
     sending: deque[asyncio.Task[None]] = deque()
     try:
@@ -614,6 +652,7 @@ async def _send_all(
                     options,
                     after,
                     options.batch_size,
+                    walk,
                 )
             )
             if len(sending) == 2:

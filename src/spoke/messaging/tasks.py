@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.orm import Session
+
 from spoke.core.db import session_scope
 from spoke.core.jobs import JobContext, job
 from spoke.core.leases import register_sweepable
@@ -39,8 +41,15 @@ def fan_out(ctx: JobContext, notification_id: str) -> None:
         ),
         options=options,
         owner=f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}",
-        on_finished=lambda done: ctx.runtime.enqueue(UNAVAILABLE_JOB, notification_id=done),
+        on_finished=lambda session, done: _report_unavailable(ctx, session, done),
     )
+
+
+def _report_unavailable(ctx: JobContext, session: Session, notification_id: str) -> None:
+    # Only workspaces with a webhook hear about unreachable users: for the rest, a job per
+    # finished send would be pure overhead (per-user sends finish by the hundred a second).
+    if webhooks.configured(session, notification_id):
+        ctx.runtime.enqueue_after_commit(session, UNAVAILABLE_JOB, notification_id=notification_id)
 
 
 UNAVAILABLE_JOB = "messaging.notify_unavailable"

@@ -76,6 +76,17 @@ def unavailable_payload(session: Session, notification: Notification) -> dict[st
     }
 
 
+def configured(session: Session, notification_id: str) -> bool:
+    """Whether the workspace of this notification has a webhook to tell."""
+    workspace_id = sa.select(Notification.workspace_id).where(Notification.id == notification_id)
+    found = session.scalar(
+        sa.select(MessagingWebhook.workspace_id).where(
+            MessagingWebhook.workspace_id == workspace_id.scalar_subquery()
+        )
+    )
+    return found is not None
+
+
 def prepare(
     session: Session, encryptor: Encryptor, notification_id: str
 ) -> tuple[str, bytes, dict[str, str]] | None:
