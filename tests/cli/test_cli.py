@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
-from tests.support.services import create_pg_database, drop_pg_database
+from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, require_redis
 
 from spoke.config import Settings
 from spoke.core.db import make_engine, make_session_factory, session_scope
@@ -226,3 +230,83 @@ def test_users_list_add_is_recorded_as_by_hand(env: dict[str, str]) -> None:
     assert feed == ["cli"]
     assert "cli" in lists.BY_HAND_ORIGINS
     engine.dispose()
+
+
+def test_serve_refuses_several_processes_without_postgresql_and_redis(tmp_path: Path) -> None:
+    env = {
+        "SPOKE_DATA_DIR": str(tmp_path / "data"),
+        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
+        "SPOKE_DATABASE_URL": f"sqlite:///{tmp_path / 'spoke.db'}",
+    }
+    spoke(env, "db", "upgrade")
+    result = spoke(env, "serve", "--port", "1", "--processes", "2", check=False)
+    assert result.returncode == 2
+    assert "need PostgreSQL" in result.stdout + result.stderr
+
+
+def test_serve_runs_several_processes_on_one_port(tmp_path: Path) -> None:
+    """`--processes 2`: two HTTP processes answer on the same port, and stop with the
+    supervisor."""
+    require_redis()
+    url = create_pg_database("spoke_serve")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SPOKE_DATA_DIR": str(tmp_path / "data"),
+        "SPOKE_SECRET_KEY": Fernet.generate_key().decode(),
+        "SPOKE_DATABASE_URL": url,
+        "SPOKE_REDIS_URL": REDIS_URL,
+        "SPOKE_LOG__LEVEL": "WARNING",
+    }
+    try:
+        spoke(env, "db", "upgrade")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "spoke", "serve", "--port", str(port), "--processes", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            children = _wait_for_children(server.pid, 2)
+            answered = _healthy(f"http://127.0.0.1:{port}/healthz")
+            assert len(children) == 2
+            assert answered
+        finally:
+            server.terminate()
+            server.wait(30)
+        assert all(not child.is_running() or child.status() == "zombie" for child in children)
+    finally:
+        drop_pg_database(url)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_children(pid: int, count: int, seconds: float = 60) -> list[psutil.Process]:
+    """The supervisor's worker processes, once `count` of them have started."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        children = [
+            child
+            for child in psutil.Process(pid).children()
+            if "multiprocessing" in " ".join(child.cmdline())
+        ]
+        if len(children) >= count:
+            return children
+        time.sleep(0.2)
+    return []
+
+
+def _healthy(url: str, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
