@@ -292,7 +292,8 @@ def _wait_for_children(pid: int, count: int, seconds: float = 60) -> list[psutil
         children = [
             child
             for child in psutil.Process(pid).children()
-            if "multiprocessing" in " ".join(child.cmdline())
+            # The spawned workers, not multiprocessing's resource tracker beside them.
+            if "multiprocessing.spawn" in " ".join(child.cmdline())
         ]
         if len(children) >= count:
             return children
