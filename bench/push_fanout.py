@@ -39,7 +39,7 @@ from spoke.messaging.models import Subscription
 from spoke.messaging.providers.fcm import SCOPE, RetryPolicy
 from spoke.messaging.providers.http1 import Http1Pool
 from spoke.messaging.providers.oauth import AccessTokens, ServiceAccount
-from spoke.runtime import build_runtime
+from spoke.runtime import Runtime, build_runtime
 from spoke.users import service as users
 from spoke.users.changes import Origin
 from spoke.users.models import User
@@ -96,6 +96,40 @@ async def _ceiling(url: str, count: int, concurrency: int) -> float:
     return count / elapsed
 
 
+def _small_sends(
+    runtime: Runtime, workspace_id: str, options: fanout.FanoutOptions, url: str, count: int
+) -> None:
+    """One-user sends, each accepted then fanned out before the next (one worker thread):
+    what a send costs the worker besides its one request."""
+    with session_scope(runtime.sessions) as session:
+        ids = [
+            service.create_push(
+                session,
+                runtime.jobs,
+                workspace_id,
+                source="messages",
+                content={},
+                recipients=[{"user_id": f"u{i}", "title": "Hi", "body": f"#{i}"}],
+                request_group_id=None,
+            ).id
+            for i in range(count)
+        ]
+    factory = fanout.fcm_factory(runtime.encryptor, options)
+    process = psutil.Process(os.getpid())
+    cpu_before = _cpu(process.cpu_times())
+    started = time.perf_counter()
+    for notification_id in ids:
+        fanout.run(runtime.sessions, notification_id, provider_factory=factory, options=options)
+    elapsed = time.perf_counter() - started
+    cpu = _cpu(process.cpu_times()) - cpu_before
+    sent = httpx.get(f"{url}/_fcm/stats").json()["accepted"]
+    print(
+        f"{count} one-user sends, one after another: {sent} pushes received; "
+        f"fan-out CPU {cpu / count * 1000:.2f} ms/send, wall {elapsed / count * 1000:.1f} ms/send "
+        f"(machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=100_000)
@@ -103,9 +137,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--backend", default="sqlite")
+    parser.add_argument(
+        "--small-sends",
+        type=int,
+        default=0,
+        help="instead: this many one-user sends, fanned out one after another as a worker "
+        "thread would; prints the fan-out's CPU and wall time per send",
+    )
     args = parser.parse_args()
-    per_user = max(1, args.devices // 10_000)
-    user_count = args.devices // per_user
+    per_user = max(1, args.devices // 10_000) if not args.small_sends else 1
+    user_count = args.devices // per_user if not args.small_sends else args.small_sends
     port = free_port()
     emulator = _emulator(port, args.latency_ms)
     url = f"http://127.0.0.1:{port}"
@@ -167,6 +208,10 @@ def main() -> None:
                 concurrency=args.concurrency,
                 retry=RetryPolicy(),
             )
+            if args.small_sends:
+                _small_sends(runtime, ws.id, options, url, args.small_sends)
+                runtime.close()
+                return
             process = psutil.Process(os.getpid())
             peak = [process.memory_info().rss]
             stop = threading.Event()

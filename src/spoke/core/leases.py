@@ -11,9 +11,10 @@ Nothing is lost (the checkpoint is committed with the chunk) and nothing is dupl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -76,12 +77,21 @@ def renew(session: Session, model: type[Leased], pk: str, owner: str, seconds: f
         raise LeaseLost(f"lease on {table.name}/{pk} is no longer held by {owner}")
 
 
-def release(session: Session, model: type[Leased], pk: str, owner: str, status: str) -> None:
+def release(
+    session: Session,
+    model: type[Leased],
+    pk: str,
+    owner: str,
+    status: str,
+    also: Mapping[str, Any] | None = None,
+) -> None:
+    """Give up our lease, setting the final `status` (and the columns in `also`, in the
+    same statement); raise if we no longer hold it."""
     table = table_of(model)
     stmt = (
         sa.update(table)
         .where(table.c.id == pk, table.c.lease_owner == owner)
-        .values(status=status, lease_owner=None, lease_expires_at=None)
+        .values(status=status, lease_owner=None, lease_expires_at=None, **(also or {}))
     )
     if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(f"lease on {table.name}/{pk} is no longer held by {owner}")

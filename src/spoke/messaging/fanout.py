@@ -25,10 +25,13 @@ written to the provider, so it is not sent again) and carries on with what is st
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,29 +130,43 @@ def run(
         except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
             provider, error = None, str(exc)
         walk = _Walk(planned_all=_plan_if_small(session, pending)) if provider else _Walk()
+        first = _first_batch(session, pending, walk) if provider and walk.planned_all else None
+        local_time = pending.delivery_time_of_day is not None  # else nothing can wait
     if settled:
         log.warning("fanout.outcome_unknown", notification_id=notification_id, count=settled)
+    parked: list[datetime | None] = []
+
+    def finish(session: Session) -> None:
+        """In the journal's last transaction: complete the notification, or park it while
+        deliveries wait for their local time."""
+        resume_at = local_delivery.park(session, notification_id, owner) if local_time else None
+        if resume_at is None:
+            leases.release(
+                session,
+                Notification,
+                notification_id,
+                owner,
+                "completed",
+                also={"finished_at": utcnow()},
+            )
+            if on_finished is not None:
+                on_finished(session, notification_id)
+        parked.append(resume_at)
+
     try:
         if provider is None:
             _fail(sessions, notification_id, owner, options, error, on_finished)
             return True
         try:
-            # uvloop: the sending loop is the fan-out's bottleneck, and its transports and
-            # callbacks cost a fraction of the pure-Python loop's.
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_send_all(sessions, notification_id, owner, provider, options, walk))
+            _thread_runner().run(
+                _send_all(sessions, notification_id, owner, provider, options, walk, first, finish),
+                # this job's log context, as a loop made for it would have copied
+                context=contextvars.copy_context(),
+            )
         except ProviderConfigError as exc:
             _fail(sessions, notification_id, owner, options, str(exc), on_finished)
             return True
-        with session_scope(sessions) as session:
-            resume_at = local_delivery.park(session, notification_id, owner)
-            if resume_at is None:
-                leases.release(session, Notification, notification_id, owner, "completed")
-                notification = session.get(Notification, notification_id)
-                assert notification is not None
-                notification.finished_at = utcnow()
-                if on_finished is not None:
-                    on_finished(session, notification_id)
+        resume_at = parked[0]
         if resume_at is not None:  # the rest wait for their local time
             log.info("fanout.parked", notification_id=notification_id, resume_at=resume_at)
             return True
@@ -158,6 +175,31 @@ def run(
     except leases.LeaseLost:
         log.warning("fanout.lease_lost", notification_id=notification_id, owner=owner)
         return False
+
+
+_threads = threading.local()
+
+
+def _thread_runner() -> asyncio.Runner:
+    """This worker thread's event loop, kept from one send to the next: a new loop (and the
+    thread pool behind its `to_thread`) per send cost more than a one-user send itself.
+
+    uvloop: the sending loop is the fan-out's bottleneck, and its transports and callbacks
+    cost a fraction of the pure-Python loop's."""
+    runner: asyncio.Runner | None = getattr(_threads, "runner", None)
+    if runner is None:
+        runner = _threads.runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return runner
+
+
+def _first_batch(
+    session: Session, notification: Notification, walk: _Walk
+) -> tuple[dict[str, Any], list[_Recipient]]:
+    """A small send's recipients, read in the transaction that planned them."""
+    content = dict(notification.content or {})
+    batch = _read_batch(session, notification.id, notification.channel, content, 0, FIRST_BATCH)
+    walk.exhausted = len(batch) < FIRST_BATCH
+    return content, batch
 
 
 def _fail(
@@ -253,13 +295,18 @@ def _plan_next(session: Session, notification: Notification) -> bool:
         ).all()
     )
     reachable = _reachable(session, notification, list(users.values()))
-    already = set(
-        session.scalars(
-            sa.select(Delivery.user_id).where(
-                Delivery.notification_id == notification.id,
-                Delivery.user_id.in_(list(users.values())),
+    # `planned` commits with the rows: before the first chunk there are none to look for.
+    already = (
+        set(
+            session.scalars(
+                sa.select(Delivery.user_id).where(
+                    Delivery.notification_id == notification.id,
+                    Delivery.user_id.in_(list(users.values())),
+                )
             )
         )
+        if notification.planned
+        else set()
     )
     fresh = {e: u for e, u in users.items() if u not in already}  # first chunk wins
     _insert_deliveries(session, notification, fresh, reachable, per_user)
@@ -370,46 +417,59 @@ def _claim_batch(
                 Notification.id == notification_id
             )
         ).one()
-        rows = session.execute(
-            sa.select(Delivery.id, Delivery.user_id, Delivery.external_id, Delivery.content)
-            .where(
-                Delivery.notification_id == notification_id,
-                Delivery.status == "queued",
-                Delivery.id > after,
-            )
-            .where(local_delivery.due())
-            .order_by(Delivery.id)
-            .limit(limit)
-        ).all()
-        if not rows:
-            return content, []
-        devices: dict[int, list[tuple[int, str]]] = {}
-        for sub_id, user_id, token in session.execute(
-            sa.select(Subscription.id, Subscription.user_id, Subscription.address)
-            .where(
-                Subscription.user_id.in_([r.user_id for r in rows]),
-                Subscription.channel == channel,
-                Subscription.status == "subscribed",
-            )
-            .order_by(Subscription.id)
-        ):
-            devices.setdefault(user_id, []).append((sub_id, token))
-        batch = [
-            _Recipient(
-                r.id,
-                {"external_id": r.external_id, **(r.content or {})},
-                devices.get(r.user_id, []),
-            )
-            for r in rows
-        ]
-        templated = personalise.needs_rendering(content) or any(
-            personalise.needs_rendering(r.content or {}) for r in rows
+        return content, _read_batch(session, notification_id, channel, content, after, limit)
+
+
+def _read_batch(
+    session: Session,
+    notification_id: str,
+    channel: str,
+    content: dict[str, Any],
+    after: int,
+    limit: int,
+) -> list[_Recipient]:
+    """The next `limit` queued and due deliveries after id `after`, with their devices and
+    their content, personalised."""
+    rows = session.execute(
+        sa.select(Delivery.id, Delivery.user_id, Delivery.external_id, Delivery.content)
+        .where(
+            Delivery.notification_id == notification_id,
+            Delivery.status == "queued",
+            Delivery.id > after,
         )
-        if templated:
-            _personalise(session, content, batch, [r.user_id for r in rows])
-        if content.get("ad"):
-            _night_rule(session, batch, [r.user_id for r in rows])
-        return content, batch
+        .where(local_delivery.due())
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    devices: dict[int, list[tuple[int, str]]] = {}
+    for sub_id, user_id, token in session.execute(
+        sa.select(Subscription.id, Subscription.user_id, Subscription.address)
+        .where(
+            Subscription.user_id.in_([r.user_id for r in rows]),
+            Subscription.channel == channel,
+            Subscription.status == "subscribed",
+        )
+        .order_by(Subscription.id)
+    ):
+        devices.setdefault(user_id, []).append((sub_id, token))
+    batch = [
+        _Recipient(
+            r.id,
+            {"external_id": r.external_id, **(r.content or {})},
+            devices.get(r.user_id, []),
+        )
+        for r in rows
+    ]
+    templated = personalise.needs_rendering(content) or any(
+        personalise.needs_rendering(r.content or {}) for r in rows
+    )
+    if templated:
+        _personalise(session, content, batch, [r.user_id for r in rows])
+    if content.get("ad"):
+        _night_rule(session, batch, [r.user_id for r in rows])
+    return batch
 
 
 def _personalise(
@@ -606,9 +666,12 @@ async def _send_all(
     provider: Sendable,
     options: FanoutOptions,
     walk: _Walk,
+    read_ahead: tuple[dict[str, Any], list[_Recipient]] | None,
+    finish: Callable[[Session], None],
 ) -> None:
     """Send everything, keeping the provider busy: two batches in flight while the next
-    one is read (and, if needed, planned) in a thread."""
+    one is read (and, if needed, planned) in a thread. `read_ahead` is the first batch when
+    it was read already; `finish(session)` runs in the journal's last transaction."""
     to_thread = asyncio.to_thread
     readers = make_session_factory(sessions.kw["bind"], read_only=True)
     journal = SendJournal(
@@ -619,11 +682,24 @@ async def _send_all(
         interval=options.journal_interval,
     )
     heartbeat = asyncio.create_task(_heartbeat(sessions, notification_id, owner, options))
-    claiming = asyncio.create_task(
-        to_thread(
-            _next_batch, sessions, readers, notification_id, owner, options, 0, FIRST_BATCH, walk
+    claiming: asyncio.Future[tuple[dict[str, Any], list[_Recipient]]]
+    if read_ahead is None:
+        claiming = asyncio.create_task(
+            to_thread(
+                _next_batch,
+                sessions,
+                readers,
+                notification_id,
+                owner,
+                options,
+                0,
+                FIRST_BATCH,
+                walk,
+            )
         )
-    )
+    else:
+        claiming = asyncio.get_running_loop().create_future()
+        claiming.set_result(read_ahead)
     sending: deque[asyncio.Task[None]] = deque()
     try:
         await _guarded(heartbeat, asyncio.create_task(provider.connect()))
@@ -659,9 +735,10 @@ async def _send_all(
                 await _guarded(heartbeat, sending.popleft())
         while sending:
             await _guarded(heartbeat, sending.popleft())
-        await journal.close()
+        await journal.close(finish)
     finally:
-        for task in (claiming, *sending):
+        pending: list[asyncio.Future[Any]] = [claiming, *sending]
+        for task in pending:
             if not task.done():
                 task.cancel()
         heartbeat.cancel()

@@ -124,13 +124,19 @@ class SendJournal:
         self._gone.extend(gone)
         self._schedule()
 
-    async def close(self) -> None:
-        """Commit what is left; raise what stopped the journal, if anything did."""
+    async def close(self, final: Callable[[Session], None] | None = None) -> None:
+        """Commit what is left; raise what stopped the journal, if anything did.
+
+        `final(session)` runs last in that transaction (finishing the notification there
+        saves a transaction per send), and only if nothing stopped the journal before. It
+        must end or park the lease, which proves the lease was still ours: that transaction
+        doesn't renew it."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._waiting or self._unmark or self._outcomes or self._gone:
-            self._commit()
+        final = final if self._failure is None else None
+        if final is not None or self._waiting or self._unmark or self._outcomes or self._gone:
+            self._commit(final)
         if self._failure is not None:
             raise self._failure
 
@@ -147,7 +153,7 @@ class SendJournal:
             loop.call_later(delay, self._commit) if delay > 0 else loop.call_soon(self._commit)
         )
 
-    def _commit(self) -> None:
+    def _commit(self, final: Callable[[Session], None] | None = None) -> None:
         """One transaction, on the loop's thread on purpose: the writes it releases follow
         the COMMIT with nothing in between, which is what keeps the unknown window small."""
         self._handle = None
@@ -158,13 +164,14 @@ class SendJournal:
         gone, self._gone = self._gone, []
         try:
             with session_scope(self._sessions) as session:
-                leases.renew(
-                    session,
-                    Notification,
-                    self._notification_id,
-                    self._owner,
-                    self._lease_seconds,
-                )
+                if final is None:  # else `final` ends the lease, proving it was still ours
+                    leases.renew(
+                        session,
+                        Notification,
+                        self._notification_id,
+                        self._owner,
+                        self._lease_seconds,
+                    )
                 # Core statements on the table, not ORM ones: this runs on the event loop,
                 # where the ORM's bulk-update bookkeeping was a measurable share.
                 deliveries = table_of(Delivery)
@@ -192,6 +199,8 @@ class SendJournal:
                     )
                 bulk.update(session, deliveries, ["id"], outcomes)
                 bulk.update(session, table_of(Subscription), ["id"], gone)
+                if final is not None:
+                    final(session)
         except Exception as exc:
             self._failure = exc
             self.first_commit.set()
