@@ -74,6 +74,48 @@ async def _callers(
     return latencies, failures, elapsed
 
 
+def _report(name: str, latencies: list[float], failures: int, elapsed: float) -> None:
+    print(
+        f"  {name}: {len(latencies)} accepted, {failures} not, in {elapsed:.1f} s "
+        f"({len(latencies) / elapsed:,.0f}/s)"
+    )
+    if latencies:
+        print(
+            f"  {name} accept latency ms: "
+            f"p50 {_percentile(latencies, 0.50) * 1000:.0f}, "
+            f"p95 {_percentile(latencies, 0.95) * 1000:.0f}, "
+            f"p99 {_percentile(latencies, 0.99) * 1000:.0f}, "
+            f"max {max(latencies) * 1000:.0f}"
+        )
+
+
+def _floor(callers: int, rate: float) -> None:
+    """The same callers against `bench._floor_app` in one uvicorn process."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "bench._floor_app:app", "--port", str(port)),
+            *("--log-level", "warning", "--no-access-log", "--loop", "uvloop"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base}/docs", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        headers = {"Content-Type": "application/json"}
+        latencies, failures, elapsed = asyncio.run(_callers(base, headers, callers, rate))
+        _report("floor (bare FastAPI route, 1 process)", latencies, failures, elapsed)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def _pushes(fcm_url: str) -> int:
     return int(httpx.get(f"{fcm_url}/_fcm/stats").json().get("accepted", 0))
 
@@ -115,7 +157,15 @@ def main() -> None:
         action="store_true",
         help="PostgreSQL only: start no worker, so nothing is sent (isolates the accept path)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also send the same callers to a bare FastAPI route of the same shape "
+        "(bench/_floor_app.py: validation and a 202, nothing else) and print its latency",
+    )
     args = parser.parse_args()
+    if args.floor:
+        _floor(args.callers, args.rate)
     fcm_port = free_port()
     emulator = _emulator(fcm_port, args.latency_ms)
     fcm_url = f"http://127.0.0.1:{fcm_port}"
@@ -151,19 +201,8 @@ def main() -> None:
                 )
                 accept_cpu = tree_cpu_seconds(server.pid) - cpu_before["serve"]
                 pace = "all at once" if args.rate <= 0 else f"{args.rate:g} started/s"
-                print(
-                    f"push_accept ({args.backend}): {args.callers} callers, {pace}; "
-                    f"{len(latencies)} accepted, {failures} not, in {elapsed:.1f} s "
-                    f"({len(latencies) / elapsed:,.0f}/s)"
-                )
-                if latencies:
-                    print(
-                        "  accept latency ms: "
-                        f"p50 {_percentile(latencies, 0.50) * 1000:.0f}, "
-                        f"p95 {_percentile(latencies, 0.95) * 1000:.0f}, "
-                        f"p99 {_percentile(latencies, 0.99) * 1000:.0f}, "
-                        f"max {max(latencies) * 1000:.0f}"
-                    )
+                print(f"push_accept ({args.backend}): {args.callers} callers, {pace}")
+                _report("spoke", latencies, failures, elapsed)
                 at_end = _pushes(fcm_url)
                 print(f"  pushes the emulator received when the last caller was answered: {at_end}")
                 print(f"  spoke serve CPU per call: {accept_cpu / args.callers * 1000:.2f} ms")

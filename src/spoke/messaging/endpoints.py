@@ -318,8 +318,8 @@ def create_notification(
         send_at=body.send_at,
         audience=segment,
         channel=body.channel,
+        delivery_time_of_day=body.delivery_time_of_day,
     )
-    notification.delivery_time_of_day = body.delivery_time_of_day
     return _accepted(notification)
 
 

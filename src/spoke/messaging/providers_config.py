@@ -79,13 +79,24 @@ def set_fcm(
     return config
 
 
+NO_PUSH_PROVIDER = "No push provider is configured; PUT /v1/messaging/providers/fcm first."
+
+
 def get_push(session: Session, workspace_id: str) -> ProviderConfig:
     config = _get(session, workspace_id, "push")
     if config is None:
-        raise ProviderNotConfigured(
-            "No push provider is configured; PUT /v1/messaging/providers/fcm first."
-        )
+        raise ProviderNotConfigured(NO_PUSH_PROVIDER)
     return config
+
+
+def has_push(session: Session, workspace_id: str) -> bool:
+    """Whether sends can be accepted (one indexed lookup; the key stays encrypted)."""
+    found = session.scalar(
+        sa.select(ProviderConfig.id).where(
+            ProviderConfig.workspace_id == workspace_id, ProviderConfig.channel == "push"
+        )
+    )
+    return found is not None
 
 
 def delete_push(session: Session, workspace_id: str) -> None:

@@ -282,27 +282,32 @@ def revoke_key(session: Session, key: ApiKey) -> ApiKey:
 
 
 def authenticate(session: Session, key_id: str, secret: str) -> Caller:
-    row = session.execute(
-        sa.select(ApiKey, Member.role)
+    # Columns, not the ORM entity: this runs on every server-key request, and loading an
+    # `ApiKey` into the identity map cost more than the lookup.
+    key = session.execute(
+        sa.select(
+            ApiKey.workspace_id,
+            ApiKey.member_id,
+            ApiKey.secret_hash,
+            ApiKey.revoked_at,
+            ApiKey.last_used_at,
+            Member.role,
+        )
         .join(Member, Member.id == ApiKey.member_id)
         .where(ApiKey.id == key_id)
     ).one_or_none()
     # Same answer for an unknown id, a wrong secret and a revoked key: no oracle.
-    if (
-        row is None
-        or row[0].revoked_at is not None
-        or not secret_matches(secret, row[0].secret_hash)
-    ):
+    if key is None or key.revoked_at is not None or not secret_matches(secret, key.secret_hash):
         raise InvalidCredentials("The API key or secret is wrong, or the key was revoked.")
-    key, role = row
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
+    if key.last_used_at is None or utcnow() - key.last_used_at > _LAST_USED_RESOLUTION:
         if is_read_only(session):
             # A reading transaction must not write; the caller notes the use separately.
-            session.info["spoke.key_used"] = key.id
+            session.info["spoke.key_used"] = key_id
         else:
-            key.last_used_at = now
-    return Caller(workspace_id=key.workspace_id, member_id=key.member_id, role=role, key_id=key.id)
+            touch_key(session, key_id)
+    return Caller(
+        workspace_id=key.workspace_id, member_id=key.member_id, role=key.role, key_id=key_id
+    )
 
 
 def touch_key(session: Session, key_id: str) -> None:
