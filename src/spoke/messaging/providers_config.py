@@ -89,14 +89,15 @@ def get_push(session: Session, workspace_id: str) -> ProviderConfig:
     return config
 
 
+# Built once (see `workspaces.service._KEY_LOOKUP`): every accepted push send runs it.
+_PUSH_CONFIGURED = sa.select(ProviderConfig.id).where(
+    ProviderConfig.workspace_id == sa.bindparam("workspace_id"), ProviderConfig.channel == "push"
+)
+
+
 def has_push(session: Session, workspace_id: str) -> bool:
     """Whether sends can be accepted (one indexed lookup; the key stays encrypted)."""
-    found = session.scalar(
-        sa.select(ProviderConfig.id).where(
-            ProviderConfig.workspace_id == workspace_id, ProviderConfig.channel == "push"
-        )
-    )
-    return found is not None
+    return session.scalar(_PUSH_CONFIGURED, {"workspace_id": workspace_id}) is not None
 
 
 def delete_push(session: Session, workspace_id: str) -> None:

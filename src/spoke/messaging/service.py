@@ -43,6 +43,10 @@ class PushNotConfigured(Conflict):
     title = "No push provider"
 
 
+# Built once, like every statement on the accept path (see `workspaces.service`).
+_INSERT_NOTIFICATION = sa.insert(table_of(Notification))
+
+
 def create_push(
     session: Session,
     jobs: JobRuntime,
@@ -100,7 +104,7 @@ def create_push(
     }
     # One Core INSERT: on the accept path of per-user sends (hundreds a second), the ORM's
     # unit of work around a single new row cost more than the statement itself.
-    session.execute(sa.insert(table_of(Notification)).values(values))
+    session.execute(_INSERT_NOTIFICATION, values)
     jobs.enqueue_after_commit(session, FAN_OUT_JOB, notification_id=notification_id)
     return Notification(**values)  # what was stored, not attached to the session
 

@@ -281,21 +281,25 @@ def revoke_key(session: Session, key: ApiKey) -> ApiKey:
     return key
 
 
+# Built once: every server-key request runs it, and a statement built per call is hashed
+# into SQLAlchemy's compiled cache per call. Columns, not the ORM entity: loading an
+# `ApiKey` into the identity map cost more than the lookup.
+_KEY_LOOKUP = (
+    sa.select(
+        ApiKey.workspace_id,
+        ApiKey.member_id,
+        ApiKey.secret_hash,
+        ApiKey.revoked_at,
+        ApiKey.last_used_at,
+        Member.role,
+    )
+    .join(Member, Member.id == ApiKey.member_id)
+    .where(ApiKey.id == sa.bindparam("key_id"))
+)
+
+
 def authenticate(session: Session, key_id: str, secret: str) -> Caller:
-    # Columns, not the ORM entity: this runs on every server-key request, and loading an
-    # `ApiKey` into the identity map cost more than the lookup.
-    key = session.execute(
-        sa.select(
-            ApiKey.workspace_id,
-            ApiKey.member_id,
-            ApiKey.secret_hash,
-            ApiKey.revoked_at,
-            ApiKey.last_used_at,
-            Member.role,
-        )
-        .join(Member, Member.id == ApiKey.member_id)
-        .where(ApiKey.id == key_id)
-    ).one_or_none()
+    key = session.execute(_KEY_LOOKUP, {"key_id": key_id}).one_or_none()
     # Same answer for an unknown id, a wrong secret and a revoked key: no oracle.
     if key is None or key.revoked_at is not None or not secret_matches(secret, key.secret_hash):
         raise InvalidCredentials("The API key or secret is wrong, or the key was revoked.")
