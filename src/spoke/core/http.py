@@ -3,6 +3,8 @@ transaction edge (`TransactionalRoute`) where a request's session is committed."
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import time
 import uuid
@@ -175,7 +177,16 @@ class TransactionalRoute(APIRoute):
     This is the one place a request commits: services only flush. An exception anywhere
     (an AppError included) rolls everything back, so a 4xx never leaves half a write.
     The stored `Idempotency-Key` response is added in the same transaction.
+
+    A plain `def` endpoint still runs in the threadpool, but through an async wrapper: FastAPI
+    checks the response model of a sync endpoint in a second threadpool trip of its own,
+    and for an async one on the event loop, where a small answer costs less than the trip.
     """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _in_threadpool(endpoint)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -207,6 +218,17 @@ class TransactionalRoute(APIRoute):
             return await run_in_threadpool(_finish, request, response)
 
         return run
+
+
+def _in_threadpool(endpoint: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """`endpoint` as a coroutine function that runs it in the threadpool. FastAPI reads the
+    parameters (and their module, for annotations) through `__wrapped__`."""
+
+    @functools.wraps(endpoint)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    return run
 
 
 async def _read_small_body(request: Request) -> None:
