@@ -11,6 +11,7 @@ Nothing is lost (the checkpoint is committed with the chunk) and nothing is dupl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,40 +41,86 @@ class LeaseLost(Exception):
     """Another worker took over this work (our lease had expired); stop without writing."""
 
 
-def claim(session: Session, model: type[Leased], pk: str, owner: str, seconds: float) -> bool:
-    """Take the lease on one row if it is free, expired, or already ours."""
-    now = utcnow()
-    table = table_of(model)
-    stmt = (
+# Statements are built once per table and take their values as parameters: a job renews
+# its lease in every chunk it commits (a one-user push send claims, marks and releases in
+# three transactions), and a statement built per call was hashed into SQLAlchemy's compiled
+# cache per call. (A bound parameter may not be named after a column it sets.)
+
+
+@functools.cache
+def _claim_statement(table: sa.Table) -> sa.Update:
+    return (
         sa.update(table)
         .where(
-            table.c.id == pk,
+            table.c.id == sa.bindparam("lease_pk"),
             table.c.status.in_(ACTIVE_STATES),
             sa.or_(
                 table.c.lease_owner.is_(None),
-                table.c.lease_expires_at < now,
-                table.c.lease_owner == owner,
+                table.c.lease_expires_at < sa.bindparam("lease_now"),
+                table.c.lease_owner == sa.bindparam("lease_by"),
             ),
         )
         .values(
             status="running",
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=seconds),
+            lease_owner=sa.bindparam("lease_by"),
+            lease_expires_at=sa.bindparam("lease_until"),
             attempts=table.c.attempts + 1,
         )
     )
-    return rowcount(session.execute(stmt)) == 1
+
+
+@functools.cache
+def _renew_statement(table: sa.Table) -> sa.Update:
+    return (
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("lease_pk"),
+            table.c.lease_owner == sa.bindparam("lease_by"),
+            table.c.status == "running",
+        )
+        .values(lease_expires_at=sa.bindparam("lease_until"))
+    )
+
+
+@functools.cache
+def _release_statement(table: sa.Table, also: tuple[str, ...]) -> sa.Update:
+    return (
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("lease_pk"), table.c.lease_owner == sa.bindparam("lease_by")
+        )
+        .values(
+            status=sa.bindparam("lease_status"),
+            lease_owner=None,
+            lease_expires_at=None,
+            **{column: sa.bindparam(f"also_{column}") for column in also},
+        )
+    )
+
+
+def claim(session: Session, model: type[Leased], pk: str, owner: str, seconds: float) -> bool:
+    """Take the lease on one row if it is free, expired, or already ours."""
+    now = utcnow()
+    claimed = session.execute(
+        _claim_statement(table_of(model)),
+        {
+            "lease_pk": pk,
+            "lease_now": now,
+            "lease_by": owner,
+            "lease_until": now + timedelta(seconds=seconds),
+        },
+    )
+    return rowcount(claimed) == 1
 
 
 def renew(session: Session, model: type[Leased], pk: str, owner: str, seconds: float) -> None:
     """Extend our lease inside the chunk's transaction; raise if we no longer hold it."""
     table = table_of(model)
-    stmt = (
-        sa.update(table)
-        .where(table.c.id == pk, table.c.lease_owner == owner, table.c.status == "running")
-        .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
+    renewed = session.execute(
+        _renew_statement(table),
+        {"lease_pk": pk, "lease_by": owner, "lease_until": utcnow() + timedelta(seconds=seconds)},
     )
-    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(renewed) != 1:
         raise LeaseLost(f"lease on {table.name}/{pk} is no longer held by {owner}")
 
 
@@ -88,12 +135,17 @@ def release(
     """Give up our lease, setting the final `status` (and the columns in `also`, in the
     same statement); raise if we no longer hold it."""
     table = table_of(model)
-    stmt = (
-        sa.update(table)
-        .where(table.c.id == pk, table.c.lease_owner == owner)
-        .values(status=status, lease_owner=None, lease_expires_at=None, **(also or {}))
+    also = also or {}
+    released = session.execute(
+        _release_statement(table, tuple(sorted(also))),
+        {
+            "lease_pk": pk,
+            "lease_by": owner,
+            "lease_status": status,
+            **{f"also_{column}": value for column, value in also.items()},
+        },
     )
-    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(released) != 1:
         raise LeaseLost(f"lease on {table.name}/{pk} is no longer held by {owner}")
 
 

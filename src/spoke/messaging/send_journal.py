@@ -42,6 +42,27 @@ _MAX_INTERVAL = 0.05
 _Waiter = tuple[Callable[[], None], "asyncio.Future[None]"]
 
 
+# Core statements on the table, built once: they run on the event loop, where the ORM's
+# bookkeeping, and hashing a fresh statement into the compiled cache, were a measurable share.
+_DELIVERIES = table_of(Delivery)
+_MARK = (
+    sa.update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.id.in_(sa.bindparam("ids", expanding=True)),
+        _DELIVERIES.c.status == "queued",
+    )
+    .values(status="sending", send_attempt=sa.bindparam("attempt"))
+)
+_UNMARK = (
+    sa.update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.id.in_(sa.bindparam("ids", expanding=True)),
+        _DELIVERIES.c.status == "sending",
+    )
+    .values(status="queued")
+)
+
+
 class DeliveriesChanged(leases.LeaseLost):
     """A delivery about to be marked was no longer `queued`: someone else is sending."""
 
@@ -172,19 +193,9 @@ class SendJournal:
                         self._owner,
                         self._lease_seconds,
                     )
-                # Core statements on the table, not ORM ones: this runs on the event loop,
-                # where the ORM's bulk-update bookkeeping was a measurable share.
-                deliveries = table_of(Delivery)
                 if waiting:
                     marked = rowcount(
-                        session.execute(
-                            sa.update(deliveries)
-                            .where(
-                                deliveries.c.id.in_(list(waiting)),
-                                deliveries.c.status == "queued",
-                            )
-                            .values(status="sending", send_attempt=self._owner)
-                        )
+                        session.execute(_MARK, {"ids": list(waiting), "attempt": self._owner})
                     )
                     if marked != len(waiting):
                         raise DeliveriesChanged(
@@ -192,12 +203,8 @@ class SendJournal:
                             "were no longer queued"
                         )
                 if unmark:
-                    session.execute(
-                        sa.update(deliveries)
-                        .where(deliveries.c.id.in_(list(unmark)), deliveries.c.status == "sending")
-                        .values(status="queued")
-                    )
-                bulk.update(session, deliveries, ["id"], outcomes)
+                    session.execute(_UNMARK, {"ids": list(unmark)})
+                bulk.update(session, _DELIVERIES, ["id"], outcomes)
                 bulk.update(session, table_of(Subscription), ["id"], gone)
                 if final is not None:
                     final(session)
