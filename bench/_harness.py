@@ -281,6 +281,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def services_cpu_seconds(names: tuple[str, ...] = ("postgres", "redis-server")) -> float:
+    """CPU time of the local PostgreSQL and Redis processes alive now (a backend that exits
+    takes its share with it, so a run's figure is a floor)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in names:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
 def post_batches(
     base: str,
     headers: dict[str, str],

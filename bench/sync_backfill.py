@@ -46,6 +46,7 @@ from bench._harness import (
     database,
     hubspot_sandbox_process,
     redis_queue_env,
+    services_cpu_seconds,
     spoke_server,
     spoke_workers,
     tree_cpu_seconds,
@@ -191,6 +192,7 @@ def bench(backend: str, direction: str, records: int, workspaces: int, workers: 
         sampler = RssSampler(proc.pid)
         cpu_before = {name: tree_cpu_seconds(p.pid) for name, p in spoke.items()}
         sandbox_before = cpu_seconds(sandbox.pid)
+        services_before = services_cpu_seconds()
         machine_before = psutil.cpu_times()
         began = time.perf_counter()
         with ThreadPoolExecutor(workspaces) as pool:
@@ -199,6 +201,7 @@ def bench(backend: str, direction: str, records: int, workspaces: int, workers: 
         used = {name: tree_cpu_seconds(p.pid) - cpu_before[name] for name, p in spoke.items()}
         spoke_cpu = sum(used.values())
         sandbox_cpu = cpu_seconds(sandbox.pid) - sandbox_before
+        services_cpu = services_cpu_seconds() - services_before
         machine_after = psutil.cpu_times()
         busy = sum(machine_after) - machine_after.idle - machine_after.iowait
         busy -= sum(machine_before) - machine_before.idle - machine_before.iowait
@@ -219,8 +222,10 @@ def bench(backend: str, direction: str, records: int, workspaces: int, workers: 
             f"({spoke_cpu / wall:.0%} of a core: "
             + ", ".join(f"{name} {cpu / wall:.0%}" for name, cpu in used.items())
             + f"), sandbox {sandbox_cpu / done * 1e6:.0f} µs/record ({sandbox_cpu / wall:.0%}), "
-            f"whole machine {busy / wall:.0%} of a core busy = {busy / wall / cores:.0%} "
-            f"of {cores} cores"
+            f"PostgreSQL + Redis {services_cpu / done * 1e6:.0f} µs/record "
+            f"({services_cpu / wall:.0%}), whole machine {busy / wall:.0%} of a core busy = "
+            f"{busy / wall / cores:.0%} of {cores} cores (the rest, anything else on the box: "
+            f"{(busy - spoke_cpu - sandbox_cpu - services_cpu) / wall:.0%})"
         )
         total_rate = done / wall
         print(
