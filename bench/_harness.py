@@ -25,6 +25,7 @@ import sqlalchemy as sa
 PG_ADMIN_URL = os.environ.get(
     "SPOKE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("SPOKE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -142,6 +143,47 @@ def process(
             proc.kill()
 
 
+def redis_queue_env() -> dict[str, str]:
+    """Jobs on Redis, on a queue of this run's own (the Redis may be shared)."""
+    return {"SPOKE_REDIS_URL": REDIS_URL, "SPOKE_JOBS__QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}"}
+
+
+@contextmanager
+def spoke_workers(
+    env: dict[str, str], workdir: Path, count: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` `spoke worker` processes on the queue `env` names (Redis: see
+    `redis_queue_env`); stopped, gracefully if they can, on the way out."""
+    full_env = {
+        **os.environ,
+        **env,
+        "SPOKE_DATA_DIR": str(workdir / "data"),
+        "SPOKE_LOG__LEVEL": "WARNING",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in range(count):
+            with (workdir / f"worker-{n}.log").open("ab") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "spoke", "worker"],
+                        env=full_env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(35)  # the consumer drains its jobs for up to 30 s
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @contextmanager
 def hubspot_sandbox(workdir: Path) -> Iterator[str]:
     """`spoke sandbox hubspot` in its own process; yields its base URL."""
@@ -236,6 +278,20 @@ def tree_cpu_seconds(pid: int) -> float:
         except psutil.NoSuchProcess:
             continue
         total += times.user + times.system
+    return total
+
+
+def services_cpu_seconds(names: tuple[str, ...] = ("postgres", "redis-server")) -> float:
+    """CPU time of the local PostgreSQL and Redis processes alive now (a backend that exits
+    takes its share with it, so a run's figure is a floor)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in names:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
     return total
 
 

@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import orjson
 from cryptography.fernet import Fernet
 
-from bench._harness import create_workspace, database, free_port, spoke_server, tree_cpu_seconds
+from bench._harness import (
+    create_workspace,
+    database,
+    free_port,
+    redis_queue_env,
+    spoke_server,
+    spoke_workers,
+    tree_cpu_seconds,
+)
 from bench.push_fanout import _emulator
 from spoke.messaging.providers.http1 import Http1Pool, TransportError
-
-REDIS_URL = os.environ.get("SPOKE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -169,23 +172,20 @@ def main() -> None:
     fcm_port = free_port()
     emulator = _emulator(fcm_port, args.latency_ms)
     fcm_url = f"http://127.0.0.1:{fcm_port}"
-    worker: subprocess.Popen[bytes] | None = None
     try:
-        with tempfile.TemporaryDirectory() as tmp, database(args.backend, Path(tmp)) as url:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            database(args.backend, Path(tmp)) as url,
+            ExitStack() as stack,
+        ):
             workdir = Path(tmp)
             env = {"SPOKE_DATABASE_URL": url, "SPOKE_SECRET_KEY": Fernet.generate_key().decode()}
             if args.backend == "postgresql":
-                env["SPOKE_REDIS_URL"] = REDIS_URL
-                env["SPOKE_JOBS__QUEUE_NAME"] = f"bench-{uuid.uuid4().hex[:8]}"
+                env.update(redis_queue_env())
                 env["SPOKE_HTTP__PROCESSES"] = str(args.http_processes)
             with spoke_server(env, workdir) as (base, server):
-                if args.backend == "postgresql" and not args.accept_only:
-                    worker = subprocess.Popen(
-                        [sys.executable, "-m", "spoke", "worker"],
-                        env={**os.environ, **env, "SPOKE_DATA_DIR": str(workdir / "data")},
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                sending = args.backend == "postgresql" and not args.accept_only
+                workers = stack.enter_context(spoke_workers(env, workdir, int(sending)))
                 key_id, secret = create_workspace(env, workdir)
                 headers = {
                     "X-Api-Key": key_id,
@@ -194,7 +194,9 @@ def main() -> None:
                 }
                 _setup(base, headers, fcm_url, args.callers)
                 print(f"  {args.callers} users with a device each; calling", flush=True)
-                pids = {"serve": server.pid, **({"worker": worker.pid} if worker else {})}
+                pids = {"serve": server.pid}
+                if workers:
+                    pids["worker"] = workers[0].pid
                 cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
                 latencies, failures, elapsed = asyncio.run(
                     _callers(base, headers, args.callers, args.rate)
@@ -220,9 +222,6 @@ def main() -> None:
                             f"{used / max(1, sent) * 1000:.2f} ms"
                         )
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(15)
         emulator.terminate()
         emulator.wait(10)
 

@@ -3,6 +3,7 @@
 from spoke.connections.models import HubSpotConnection
 from spoke.core.db import Base
 from spoke.core.idempotency import IdempotencyRecord
+from spoke.core.workers import JobWorker
 from spoke.events.export_models import (
     EventExportBatch,
     EventExportDefinition,
@@ -55,6 +56,7 @@ __all__ = [
     "HubSpotConnection",
     "HubSpotWebhookBatch",
     "IdempotencyRecord",
+    "JobWorker",
     "KnownEvent",
     "ListMembership",
     "ListUsage",

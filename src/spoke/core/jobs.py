@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from spoke.config import Settings
 from spoke.core.crypto import Encryptor
 from spoke.core.db import after_commit
+from spoke.core.workers import Heartbeat
 
 log = structlog.get_logger("spoke.jobs")
 
@@ -174,6 +175,12 @@ class JobRuntime:
         self._tasks[name](**kwargs)
         self.doorbell.ring()
 
+    def enqueue_later(self, seconds: float, name: str, **kwargs: Any) -> None:
+        """Enqueue once `seconds` have passed (a consumer's scheduler moves it to the queue)."""
+        if name not in self._tasks:
+            raise KeyError(f"unknown job {name!r}")
+        self._tasks[name].schedule(kwargs=kwargs, delay=seconds)
+
     def enqueue_after_commit(self, session: Session, name: str, **kwargs: Any) -> None:
         if name not in self._tasks:
             raise KeyError(f"unknown job {name!r}")
@@ -206,6 +213,7 @@ class JobRuntime:
         return cls(
             self.huey,
             doorbell=self.doorbell,
+            heartbeat=Heartbeat(self.sessions, self.worker_id),
             workers=workers or self.settings.jobs.workers,
             worker_type="thread",
             periodic=True,
@@ -216,13 +224,24 @@ class JobRuntime:
 
 
 class SpokeConsumer(Consumer):  # type: ignore[misc]
-    """Huey's consumer whose idle workers also wake when this process enqueues a job."""
+    """Huey's consumer whose idle workers also wake when this process enqueues a job, and
+    whose process counts as live (`core.workers`) while it runs."""
 
     worker_class = _DoorbellWorker
 
-    def __init__(self, huey: Huey, *, doorbell: Doorbell, **options: Any) -> None:
+    def __init__(
+        self, huey: Huey, *, doorbell: Doorbell, heartbeat: Heartbeat, **options: Any
+    ) -> None:
         self.doorbell = doorbell  # before Huey's constructor, which creates the workers
+        self.heartbeat = heartbeat
         super().__init__(huey, **options)
+
+    def run(self) -> None:
+        self.heartbeat.start()
+        try:
+            super().run()
+        finally:
+            self.heartbeat.stop()
 
     def _create_worker(self) -> Worker:
         worker = super()._create_worker()

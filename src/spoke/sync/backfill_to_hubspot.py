@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +24,13 @@ from spoke.core.db import make_session_factory, session_scope, table_of
 from spoke.hubspot import BlockingClient, SimplePublicObject
 from spoke.sync import backfill_list
 from spoke.sync.contact_writes import write_contacts
-from spoke.sync.links import record_failure, record_success, row_of, unsaved_link
+from spoke.sync.links import (
+    new_link_row,
+    record_failure,
+    record_success,
+    row_of,
+    unsaved_link,
+)
 from spoke.sync.models import ContactLink, ContactSyncRun
 from spoke.sync.outbound import Out, Sent, desired_properties
 from spoke.sync.run_counts import RunCounts
@@ -100,11 +107,13 @@ def process_page(
         eff = effective(session, ensure_row(session, workspace_id))
         people = _load(session, eff, page)
         markers = {
-            link.user_id: backfill_list.Marker(link.hubspot_id, link.hubspot_list_id)
-            for link in session.scalars(
-                sa.select(ContactLink).where(
+            user_id: backfill_list.Marker(hubspot_id, list_id)
+            for user_id, hubspot_id, list_id in session.execute(
+                sa.select(
+                    ContactLink.user_id, ContactLink.hubspot_id, ContactLink.hubspot_list_id
+                ).where(
                     ContactLink.workspace_id == workspace_id,
-                    ContactLink.user_id.in_(page.user_ids),
+                    bulk.among(session, ContactLink.user_id, page.user_ids),
                 )
             )
         }
@@ -149,7 +158,7 @@ def _load(session: Session, eff: Effective, page: Page) -> _People:
     users = list(
         session.scalars(
             sa.select(User)
-            .where(User.id.in_(page.user_ids), User.deleted_at.is_(None))
+            .where(bulk.among(session, User.id, page.user_ids), User.deleted_at.is_(None))
             .order_by(User.id)
         )
     )
@@ -248,26 +257,48 @@ def _store_links(
         for link in session.scalars(
             sa.select(ContactLink).where(
                 ContactLink.workspace_id == workspace_id,
-                ContactLink.user_id.in_([o.user_id for o in outs]),
+                bulk.among(session, ContactLink.user_id, [o.user_id for o in outs]),
             )
         )
     }
     contact_ids = [sent.ok[o.user_id][0] for o in outs if o.user_id in sent.ok]
     contact_ids += [o.hubspot_id for o in outs if o.hubspot_id and not o.props]
-    holders = {
-        link.hubspot_id: link.user_id
-        for link in session.scalars(
-            sa.select(ContactLink).where(
+    holders: dict[str | None, int] = dict(
+        session.execute(  # (hubspot_id, user_id) pairs
+            sa.select(ContactLink.hubspot_id, ContactLink.user_id).where(
                 ContactLink.workspace_id == workspace_id,
-                ContactLink.hubspot_id.in_(contact_ids),
+                bulk.among(session, ContactLink.hubspot_id, contact_ids),
             )
-        )
-    }
+        ).all()  # rows, not the Result: dict() would take its `keys()` for a mapping's
+    )
     # New links are bulk-inserted after the loop: flushing them one ORM row at a time was
     # most of a page's time inside the write lock, which the pages in flight take in turn.
-    fresh: list[ContactLink] = []
+    # The usual new link (sent, in sync) is built as a row straight away: an ORM object per
+    # user was most of the CPU a page cost.
+    fresh: list[ContactLink | dict[str, Any]] = []  # in page order, as the ids were drawn
     for out in outs:
         link = by_user.get(out.user_id)
+        contact_id = backfill_list.contact_of(out, sent)
+        remote = existing.get(out.email)
+        # What both sides now agree on: HubSpot's values where we sent nothing (if we read
+        # them), ours where we sent; unread fields stay blank so a later HubSpot value flows in.
+        agreed = {
+            name: (remote.properties.get(name) or "") if remote else "" for name in out.desired
+        }
+        agreed.update(out.props)
+        if (
+            link is None
+            and contact_id is not None
+            and holders.get(contact_id, out.user_id) == out.user_id
+            and out.user_id not in sent.list_failed
+        ):
+            row = new_link_row(workspace_id, out.user_id, contact_id, agreed, eff.row.version, now)
+            if out.user_id in sent.listed:  # as `backfill_list.store` records it
+                row["hubspot_list_id"] = sent.listed[out.user_id]
+                counts.list_adds += 1
+            holders[contact_id] = out.user_id
+            fresh.append(row)
+            continue
         if link is None:
             link = unsaved_link(workspace_id, out.user_id, now=now)
             fresh.append(link)
@@ -276,7 +307,6 @@ def _store_links(
             counts.error(out.external_id, reason)
             record_failure(link, reason, now=now, transient=out.user_id in sent.transient)
             continue
-        contact_id = backfill_list.contact_of(out, sent)
         if contact_id is None:
             continue
         holder = holders.get(contact_id)
@@ -285,13 +315,6 @@ def _store_links(
             continue
         if link.hubspot_id != contact_id:
             link.hubspot_list_id = None  # the list held the old contact, not this one
-        remote = existing.get(out.email)
-        # What both sides now agree on: HubSpot's values where we sent nothing (if we read
-        # them), ours where we sent; unread fields stay blank so a later HubSpot value flows in.
-        agreed = {
-            name: (remote.properties.get(name) or "") if remote else "" for name in out.desired
-        }
-        agreed.update(out.props)
         holders[contact_id] = out.user_id
         link.hubspot_id = contact_id
         link.snapshot = agreed
@@ -300,7 +323,8 @@ def _store_links(
         link.settings_version = eff.row.version
         backfill_list.store(link, out, sent, counts, now=now)
     session.flush()
-    bulk.insert(session, table_of(ContactLink), [row_of(link) for link in fresh])
+    rows = [new if isinstance(new, dict) else row_of(new) for new in fresh]
+    bulk.insert(session, table_of(ContactLink), rows)
 
 
 __all__ = ["PAGE", "Page", "plan_pages", "process_page", "total"]

@@ -129,28 +129,58 @@ def new_link(
     return link
 
 
-def row_of(link: ContactLink) -> dict[str, Any]:
-    """An unsaved link as a row for `core.bulk.insert` (every column but the id, with the
-    model's defaults where the link left one unset: COPY fills in none)."""
-    return {
-        "workspace_id": link.workspace_id,
-        "user_id": link.user_id,
-        "hubspot_id": link.hubspot_id,
-        "matched_by": link.matched_by or "email",
-        "snapshot": link.snapshot if link.snapshot is not None else {},
-        "state": link.state or "in_sync",
-        "reason": link.reason,
-        "failures": link.failures or 0,
-        "next_attempt_at": link.next_attempt_at,
-        "conflicts": link.conflicts if link.conflicts is not None else [],
-        "settings_version": link.settings_version or 0,
-        "note_id": link.note_id,
-        "note_hash": link.note_hash,
-        "hubspot_list_id": link.hubspot_list_id,
-        "marked_deleted": bool(link.marked_deleted),
-        "last_synced_at": link.last_synced_at,
-        "updated_at": link.updated_at,
+def link_row(workspace_id: str, user_id: int, *, now: datetime, **values: Any) -> dict[str, Any]:
+    """A new link as a row for `core.bulk.insert`: every column but the id, the model's
+    defaults where `values` leave one unset (COPY fills in none). Built as a plain dict: a
+    page of ORM links cost more in instrumentation than their insert did."""
+    row: dict[str, Any] = {
+        "workspace_id": workspace_id,
+        "user_id": user_id,
+        "hubspot_id": None,
+        "matched_by": "email",
+        "snapshot": {},
+        "state": "in_sync",
+        "reason": None,
+        "failures": 0,
+        "next_attempt_at": None,
+        "conflicts": [],
+        "settings_version": 0,
+        "note_id": None,
+        "note_hash": None,
+        "hubspot_list_id": None,
+        "marked_deleted": False,
+        "last_synced_at": None,
+        "updated_at": now,
     }
+    unknown = values.keys() - row.keys()
+    if unknown:
+        raise TypeError(f"not a column of contact_links: {sorted(unknown)}")
+    row.update(values)
+    return row
+
+
+def row_of(link: ContactLink) -> dict[str, Any]:
+    """An unsaved link as a row for `core.bulk.insert` (the model's defaults where the link
+    left a column unset)."""
+    return link_row(
+        link.workspace_id,
+        link.user_id,
+        now=link.updated_at,
+        hubspot_id=link.hubspot_id,
+        matched_by=link.matched_by or "email",
+        snapshot=link.snapshot if link.snapshot is not None else {},
+        state=link.state or "in_sync",
+        reason=link.reason,
+        failures=link.failures or 0,
+        next_attempt_at=link.next_attempt_at,
+        conflicts=link.conflicts if link.conflicts is not None else [],
+        settings_version=link.settings_version or 0,
+        note_id=link.note_id,
+        note_hash=link.note_hash,
+        hubspot_list_id=link.hubspot_list_id,
+        marked_deleted=bool(link.marked_deleted),
+        last_synced_at=link.last_synced_at,
+    )
 
 
 def new_link_row(
@@ -162,12 +192,15 @@ def new_link_row(
     now: datetime,
 ) -> dict[str, Any]:
     """A link paired with `hubspot_id` and in sync, as a row for `core.bulk.insert`."""
-    link = unsaved_link(workspace_id, user_id, now=now)
-    link.hubspot_id = hubspot_id
-    link.snapshot = snapshot
-    link.settings_version = settings_version
-    link.last_synced_at = now
-    return row_of(link)
+    return link_row(
+        workspace_id,
+        user_id,
+        now=now,
+        hubspot_id=hubspot_id,
+        snapshot=snapshot,
+        settings_version=settings_version,
+        last_synced_at=now,
+    )
 
 
 def holder_of(session: Session, workspace_id: str, hubspot_id: str) -> ContactLink | None:

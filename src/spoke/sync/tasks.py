@@ -30,7 +30,7 @@ from spoke.core.db import after_commit, session_scope
 from spoke.core.jobs import JobContext, JobRuntime, job, periodic_job
 from spoke.core.leases import register_sweepable
 from spoke.hubspot import HubSpotError
-from spoke.sync import runs, webhooks
+from spoke.sync import run_placement, runs, webhooks
 from spoke.sync.engine import Engine, LeaseLost
 from spoke.sync.models import (
     ContactLink,
@@ -69,17 +69,24 @@ register_sweepable(ContactSyncRun, RUN_JOB, "run_id")
 
 
 @job(RUN_JOB, retries=5, retry_delay=5)
-def manual_run(ctx: JobContext, run_id: str) -> None:
-    # One owner per attempt: two threads of one worker must not share a lease.
-    owner = f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}"
-    finished = runs.process(
-        ctx.sessions,
-        ctx.settings,
-        ctx.encryptor,
-        run_id,
-        owner=owner,
-        lease_seconds=ctx.settings.jobs.lease_seconds,
-    )
+def manual_run(ctx: JobContext, run_id: str, hand_backs: int = 0) -> None:
+    with run_placement.placed(ctx.sessions, ctx.worker_id, hand_backs) as taken:
+        if not taken:  # this process has its share of runs: leave it to another
+            ctx.runtime.enqueue_later(
+                run_placement.HAND_BACK_SECONDS, RUN_JOB, run_id=run_id, hand_backs=hand_backs + 1
+            )
+            return
+        # One owner per attempt: two threads of one worker must not share a lease; the
+        # worker id in front is how `run_placement` tells this process's runs apart.
+        owner = f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}"
+        finished = runs.process(
+            ctx.sessions,
+            ctx.settings,
+            ctx.encryptor,
+            run_id,
+            owner=owner,
+            lease_seconds=ctx.settings.jobs.lease_seconds,
+        )
     if finished:
         with session_scope(ctx.sessions) as session:
             run_row = session.get(ContactSyncRun, run_id)
