@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio
 from tests.hubspot.support import VirtualClock
+from tests.support.services import REDIS_URL, require_redis
 
 from spoke.hubspot import Bucket, InMemoryBucketStore, RateLimiter, RedisBucketStore, RetryPolicy
 
@@ -194,3 +197,22 @@ class TestRetryPolicy:
         assert policy.rate_limit_wait("SECONDLY", None) == 1.0
         assert policy.rate_limit_wait(None, 0.25) == 0.25
         assert policy.rate_limit_wait("TEN_SECONDLY_ROLLING", 61.0) is None
+
+
+def test_process_limiter_serves_one_run_after_another(tmp_path: Path) -> None:
+    """Each manual run has an event loop of its own; the portal's limiter is process-wide,
+    so its Redis client must not be tied to the first run's loop."""
+    from spoke.config import Settings
+    from spoke.connections import service as connections
+
+    require_redis()
+    settings = Settings(data_dir=tmp_path, redis_url=REDIS_URL)  # type: ignore[call-arg]
+    portal_id = 900_000 + uuid.uuid4().int % 100_000
+    limiter = connections.limiter_for(settings, portal_id)
+    limiter.store = RedisBucketStore(
+        limiter.store._client,  # type: ignore[attr-defined]
+        prefix=f"spoke-test:{uuid.uuid4().hex}:",
+    )
+    for _run in range(3):  # three runs, three event loops
+        asyncio.run(limiter.acquire())
+    assert connections.limiter_for(settings, portal_id) is limiter

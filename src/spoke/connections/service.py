@@ -120,9 +120,13 @@ def limiter_for(settings: Settings, portal_id: int) -> RateLimiter:
         if found is None:
             store = None
             if settings.redis_url:
-                import redis.asyncio
+                import redis
 
-                store = RedisBucketStore(redis.asyncio.Redis.from_url(settings.redis_url))
+                # A sync client: this limiter outlives every run's event loop, and an asyncio
+                # client stays bound to the loop of its first call (a later run, or the retry
+                # of a failed one, then got "Event loop is closed"). One loopback round trip
+                # per HubSpot call is nothing next to the call.
+                store = RedisBucketStore(redis.Redis.from_url(settings.redis_url))
             found = RateLimiter(
                 portal_id,
                 store=store,
