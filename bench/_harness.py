@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -268,11 +268,10 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its live descendants (e.g. `spoke serve --processes N`)."""
-    root = psutil.Process(pid)
+def _cpu_of(processes: Iterable[psutil.Process]) -> float:
+    """User + system CPU seconds of the processes still alive."""
     total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in processes:
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
@@ -281,18 +280,16 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live descendants (e.g. `spoke serve --processes N`)."""
+    root = psutil.Process(pid)
+    return _cpu_of([root, *root.children(recursive=True)])
+
+
 def services_cpu_seconds(names: tuple[str, ...] = ("postgres", "redis-server")) -> float:
     """CPU time of the local PostgreSQL and Redis processes alive now (a backend that exits
     takes its share with it, so a run's figure is a floor)."""
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] in names:
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-    return total
+    return _cpu_of(p for p in psutil.process_iter(["name"]) if p.info["name"] in names)
 
 
 def post_batches(

@@ -192,9 +192,7 @@ def _thread_runner() -> asyncio.Runner:
     return runner
 
 
-def _first_batch(
-    session: Session, notification: Notification, walk: _Walk
-) -> tuple[dict[str, Any], list[_Recipient]]:
+def _first_batch(session: Session, notification: Notification, walk: _Walk) -> _Read:
     """A small send's recipients, read in the transaction that planned them."""
     content = dict(notification.content or {})
     batch = _read_batch(session, notification.id, notification.channel, content, 0, FIRST_BATCH)
@@ -405,9 +403,12 @@ class _Recipient:
     error: str | None = None  # personalisation failed: nothing is sent
 
 
+_Read = tuple[dict[str, Any], list[_Recipient]]  # a batch's base content and recipients
+
+
 def _claim_batch(
     readers: sessionmaker[Session], notification_id: str, after: int, limit: int
-) -> tuple[dict[str, Any], list[_Recipient]]:
+) -> _Read:
     """Read the next `limit` queued deliveries after id `after`, with their devices and
     content. Nothing is written: only this run (the lease holder) sends, and a delivery
     becomes `sending` when its request leaves (`SendJournal`)."""
@@ -598,7 +599,7 @@ def _next_batch(
     after: int,
     limit: int,
     walk: _Walk,
-) -> tuple[dict[str, Any], list[_Recipient]]:
+) -> _Read:
     """The next queued batch, planning more recipients when none is queued."""
     while not walk.exhausted:
         base, batch = _claim_batch(readers, notification_id, after, limit)
@@ -666,7 +667,7 @@ async def _send_all(
     provider: Sendable,
     options: FanoutOptions,
     walk: _Walk,
-    read_ahead: tuple[dict[str, Any], list[_Recipient]] | None,
+    read_ahead: _Read | None,
     finish: Callable[[Session], None],
 ) -> None:
     """Send everything, keeping the provider busy: two batches in flight while the next
@@ -682,21 +683,17 @@ async def _send_all(
         interval=options.journal_interval,
     )
     heartbeat = asyncio.create_task(_heartbeat(sessions, notification_id, owner, options))
-    claiming: asyncio.Future[tuple[dict[str, Any], list[_Recipient]]]
-    if read_ahead is None:
-        claiming = asyncio.create_task(
+
+    def read_next(after: int, limit: int) -> asyncio.Future[_Read]:
+        return asyncio.create_task(
             to_thread(
-                _next_batch,
-                sessions,
-                readers,
-                notification_id,
-                owner,
-                options,
-                0,
-                FIRST_BATCH,
-                walk,
+                _next_batch, sessions, readers, notification_id, owner, options, after, limit, walk
             )
         )
+
+    claiming: asyncio.Future[_Read]
+    if read_ahead is None:
+        claiming = read_next(0, FIRST_BATCH)
     else:
         claiming = asyncio.get_running_loop().create_future()
         claiming.set_result(read_ahead)
@@ -718,19 +715,7 @@ async def _send_all(
                 first = asyncio.create_task(journal.first_commit.wait())
                 await asyncio.wait({first, sending[0]}, return_when=asyncio.FIRST_COMPLETED)
                 first.cancel()
-            claiming = asyncio.create_task(
-                to_thread(
-                    _next_batch,
-                    sessions,
-                    readers,
-                    notification_id,
-                    owner,
-                    options,
-                    after,
-                    options.batch_size,
-                    walk,
-                )
-            )
+            claiming = read_next(after, options.batch_size)
             if len(sending) == 2:
                 await _guarded(heartbeat, sending.popleft())
         while sending:
