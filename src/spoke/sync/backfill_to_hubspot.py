@@ -11,7 +11,7 @@ adds its contacts to it (`backfill_list`: one more request, only for contacts no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,12 +32,12 @@ from spoke.sync.links import (
     unsaved_link,
 )
 from spoke.sync.models import ContactLink, ContactSyncRun
-from spoke.sync.outbound import Out, Sent, desired_properties
+from spoke.sync.outbound import Out, Sent, UserValues, desired_properties
 from spoke.sync.run_counts import RunCounts
 from spoke.sync.run_frontier import IdFrontier
 from spoke.sync.selection import exclusions
 from spoke.sync.settings import Effective, effective, ensure_row
-from spoke.users.models import User
+from spoke.users.models import STANDARD_FIELDS, User
 
 PAGE = 100
 
@@ -150,22 +150,27 @@ def process_page(
 
 @dataclass
 class _People:
-    users: list[User]
+    users: Sequence[UserValues]
     excluded: set[int]
 
 
+# The columns mapping reads, as rows: no ORM objects to build and expunge per page.
+_USER_VALUES = (
+    User.id,
+    User.external_id,
+    User.custom,
+    *(getattr(User, name) for name in STANDARD_FIELDS),
+)
+
+
 def _load(session: Session, eff: Effective, page: Page) -> _People:
-    users = list(
-        session.scalars(
-            sa.select(User)
-            .where(bulk.among(session, User.id, page.user_ids), User.deleted_at.is_(None))
-            .order_by(User.id)
-        )
-    )
+    users = session.execute(
+        sa.select(*_USER_VALUES)
+        .where(bulk.among(session, User.id, page.user_ids), User.deleted_at.is_(None))
+        .order_by(User.id)
+    ).all()
     # The list rule (by-hand memberships don't count) is the real-time engine's own.
     excluded = set(exclusions(session, eff.row.send_list_ids, [u.id for u in users]))
-    for user in users:
-        session.expunge(user)
     return _People(users, excluded)
 
 

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -101,7 +102,21 @@ class Sent:
             self.transient.add(user_id)
 
 
-def desired_properties(eff: Effective, user: User) -> dict[str, str]:
+class UserValues(Protocol):
+    """What mapping a user reads: a `User`, or a row of the same columns (a backfill page
+    reads rows: building 100 ORM objects per page was a sixth of the worker's CPU)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def custom(self) -> dict[str, Any] | None: ...
+
+
+def desired_properties(eff: Effective, user: UserValues) -> dict[str, str]:
     """The HubSpot properties a user maps to, constants included (email lowercased)."""
     profile = {name: getattr(user, name) for name in STANDARD_FIELDS}
     out = {
