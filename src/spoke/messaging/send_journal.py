@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from spoke.core import bulk, leases
 from spoke.core.clock import utcnow
-from spoke.core.db import rowcount, session_scope, table_of
+from spoke.core.db import rowcount, table_of
 from spoke.messaging.models import Delivery, Notification, Subscription
 
 OUTCOME_UNKNOWN = "outcome_unknown_after_crash"
@@ -176,51 +176,71 @@ class SendJournal:
 
     def _commit(self, final: Callable[[Session], None] | None = None) -> None:
         """One transaction, on the loop's thread on purpose: the writes it releases follow
-        the COMMIT with nothing in between, which is what keeps the unknown window small."""
+        the COMMIT with nothing in between, which is what keeps the unknown window small.
+
+        Nothing in between includes closing the session: that hands the connection back to
+        the pool, whose reset is a database call that lets other threads of the process run
+        first; under load that alone kept marked rows unwritten for milliseconds."""
         self._handle = None
         started = time.perf_counter()
         waiting, self._waiting = self._waiting, {}
         unmark, self._unmark = self._unmark, set()
         outcomes, self._outcomes = self._outcomes, []
         gone, self._gone = self._gone, []
+        session = self._sessions()
         try:
-            with session_scope(self._sessions) as session:
-                if final is None:  # else `final` ends the lease, proving it was still ours
-                    leases.renew(
-                        session,
-                        Notification,
-                        self._notification_id,
-                        self._owner,
-                        self._lease_seconds,
-                    )
-                if waiting:
-                    marked = rowcount(
-                        session.execute(_MARK, {"ids": list(waiting), "attempt": self._owner})
-                    )
-                    if marked != len(waiting):
-                        raise DeliveriesChanged(
-                            f"{len(waiting) - marked} deliveries of {self._notification_id} "
-                            "were no longer queued"
-                        )
-                if unmark:
-                    session.execute(_UNMARK, {"ids": list(unmark)})
-                bulk.update(session, _DELIVERIES, ["id"], outcomes)
-                bulk.update(session, table_of(Subscription), ["id"], gone)
-                if final is not None:
-                    final(session)
-        except Exception as exc:
-            self._failure = exc
-            self.first_commit.set()
-            for waiters in waiting.values():
-                for _send, future in waiters:
-                    if not future.done():
-                        future.set_exception(exc)
-            return
+            try:
+                self._write(session, waiting, unmark, outcomes, gone, final)
+                session.commit()
+            except Exception as exc:
+                session.rollback()
+                self._failure = exc
+                self.first_commit.set()
+                for waiters in waiting.values():
+                    for _send, future in waiters:
+                        if not future.done():
+                            future.set_exception(exc)
+                return
+            self._release(waiting)
+        finally:
+            session.close()
         self._last_commit = asyncio.get_running_loop().time()
         self._last_duration = time.perf_counter() - started
         self.first_commit.set()
         self._marked.difference_update(unmark)
         self._marked.update(waiting)
+
+    def _write(
+        self,
+        session: Session,
+        waiting: dict[int, list[_Waiter]],
+        unmark: set[int],
+        outcomes: list[dict[str, Any]],
+        gone: list[dict[str, Any]],
+        final: Callable[[Session], None] | None,
+    ) -> None:
+        if final is None:  # else `final` ends the lease, proving it was still ours
+            leases.renew(
+                session, Notification, self._notification_id, self._owner, self._lease_seconds
+            )
+        if waiting:
+            marking = {"ids": list(waiting), "attempt": self._owner}
+            marked = rowcount(session.execute(_MARK, marking))
+            if marked != len(waiting):
+                raise DeliveriesChanged(
+                    f"{len(waiting) - marked} deliveries of {self._notification_id} "
+                    "were no longer queued"
+                )
+        if unmark:
+            session.execute(_UNMARK, {"ids": list(unmark)})
+        bulk.update(session, _DELIVERIES, ["id"], outcomes)
+        bulk.update(session, table_of(Subscription), ["id"], gone)
+        if final is not None:
+            final(session)
+
+    @staticmethod
+    def _release(waiting: dict[int, list[_Waiter]]) -> None:
+        """Write what the commit just marked."""
         for waiters in waiting.values():
             for send, future in waiters:
                 if future.done():  # its sender was cancelled meanwhile
