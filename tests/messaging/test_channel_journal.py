@@ -1,6 +1,7 @@
 """Email and SMS go through the fan-out's send journal like push: each delivery is marked
 `sending` (with the run's `send_attempt`) before its message leaves, and what a dead run
-left `sending` is settled as sent, not sent again."""
+left `sending` is settled: an SMS Twilio took is confirmed, one it didn't is sent again,
+and an email (an SMTP server can't be asked) counts as sent."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from spoke.core.clock import utcnow
 from spoke.core.db import session_scope
 from spoke.messaging import fanout
 from spoke.messaging.models import Delivery, Notification
-from spoke.messaging.send_journal import OUTCOME_UNKNOWN, SendJournal
+from spoke.messaging.send_journal import OUTCOME_CONFIRMED, OUTCOME_UNKNOWN, SendJournal
 
 
 def _deliveries(tenant: Tenant, notification_id: str) -> dict[str, tuple[str, str | None]]:
@@ -80,27 +81,24 @@ def test_each_delivery_is_marked_by_the_run_that_sent_it(
     assert all(_received(channel, sink, sms, a) == 1 for a in addresses.values())
 
 
-@pytest.mark.parametrize("channel", ["email", "sms"])
-def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
-    tenant: Tenant, sink: Sink, sms: Sms, channel: str
-) -> None:
-    notification_id, addresses = _accept(tenant, channel, sink, sms)
+def _dead_run_marked(tenant: Tenant, notification_id: str, user: str) -> int:
+    """A run that planned, marked `user`'s delivery `sending` and died before the answer
+    (and before writing anything); its lease has run out. Returns the delivery id."""
     sessions = tenant.backend.runtime.sessions
-    # A run that planned, marked ann's delivery `sending` and died before the answer.
     with session_scope(sessions) as session:
         assert leases.claim(session, Notification, notification_id, "dead-run", 60)
     assert fanout._plan_chunk(sessions, notification_id, "dead-run", fanout.FanoutOptions())
     with session_scope(sessions) as session:
-        ann_delivery = session.scalar(
+        delivery = session.scalar(
             sa.select(Delivery.id).where(
-                Delivery.notification_id == notification_id, Delivery.external_id == "ann"
+                Delivery.notification_id == notification_id, Delivery.external_id == user
             )
         )
-    assert ann_delivery is not None
+    assert delivery is not None
 
     async def mark() -> None:
         journal = SendJournal(sessions, notification_id, "dead-run", lease_seconds=60, interval=0.0)
-        await journal.write(ann_delivery, lambda: None)
+        await journal.write(delivery, lambda: None)
         await journal.close()
 
     asyncio.run(mark())
@@ -108,6 +106,15 @@ def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
         notification = session.get(Notification, notification_id)
         assert notification is not None
         notification.lease_expires_at = utcnow() - timedelta(seconds=1)
+    return delivery
+
+
+def test_what_a_dead_run_had_in_flight_by_email_is_settled_not_sent_again(
+    tenant: Tenant, sink: Sink, sms: Sms
+) -> None:
+    # An SMTP server can't be asked whether it took a message: the row is settled as sent.
+    notification_id, addresses = _accept(tenant, "email", sink, sms)
+    _dead_run_marked(tenant, notification_id, "ann")
 
     result = run_fanout(tenant, notification_id)
 
@@ -116,5 +123,81 @@ def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
         "ann": ("sent", OUTCOME_UNKNOWN),
         "bob": ("sent", None),
     }
-    assert _received(channel, sink, sms, addresses["ann"]) == 0  # the dead run may have
-    assert _received(channel, sink, sms, addresses["bob"]) == 1
+    assert _received("email", sink, sms, addresses["ann"]) == 0  # the dead run may have
+    assert _received("email", sink, sms, addresses["bob"]) == 1
+
+
+def test_an_sms_a_dead_run_marked_but_never_wrote_is_sent_again(
+    tenant: Tenant, sink: Sink, sms: Sms
+) -> None:
+    notification_id, addresses = _accept(tenant, "sms", sink, sms)
+    _dead_run_marked(tenant, notification_id, "ann")
+
+    result = run_fanout(tenant, notification_id)
+
+    assert (result["status"], result["counts"]["sent"]) == ("completed", 2)
+    assert _deliveries(tenant, notification_id) == {"ann": ("sent", None), "bob": ("sent", None)}
+    assert [_received("sms", sink, sms, a) for a in addresses.values()] == [1, 1]
+
+
+def test_an_sms_that_reached_twilio_before_the_crash_is_confirmed_not_sent_again(
+    tenant: Tenant, sink: Sink, sms: Sms
+) -> None:
+    account = sms.account()
+    connect_sms(tenant, sms, **account)
+    addresses = {"ann": unique_phone(), "bob": unique_phone()}
+    for user, number in addresses.items():
+        put_user(tenant, user, phone=number)
+    # Earlier messages to ann: another text, and the same text from another sender.
+    _twilio_post(sms, account, addresses["ann"], "Yesterday's news", "+15005550006")
+    _twilio_post(sms, account, addresses["ann"], "Hi", "+15005550001")
+    notification_id = str(send(tenant, "sms", list(addresses), body="Hi")["id"])
+    _dead_run_marked(tenant, notification_id, "ann")
+    # What the dead run's write did before the kill: Twilio took it.
+    sid = _twilio_post(sms, account, addresses["ann"], "Hi", "+15005550006")
+
+    result = run_fanout(tenant, notification_id)
+
+    assert (result["status"], result["counts"]["sent"]) == ("completed", 2)
+    assert _deliveries(tenant, notification_id) == {
+        "ann": ("sent", OUTCOME_CONFIRMED),
+        "bob": ("sent", None),
+    }
+    assert len(sms.messages(addresses["ann"])) == 3  # nothing more than before the run
+    assert len(sms.messages(addresses["bob"])) == 1
+    with session_scope(tenant.backend.runtime.read_sessions) as session:
+        ann_message_id = session.scalar(
+            sa.select(Delivery.provider_message_id).where(
+                Delivery.notification_id == notification_id, Delivery.external_id == "ann"
+            )
+        )
+    assert ann_message_id == sid  # so Twilio's delivery reports find the delivery
+
+
+def test_an_sms_twilio_cannot_answer_for_is_settled_as_unknown(
+    tenant: Tenant, sink: Sink, sms: Sms
+) -> None:
+    notification_id, addresses = _accept(tenant, "sms", sink, sms)
+    _dead_run_marked(tenant, notification_id, "ann")
+    sms.fault(400, to=addresses["ann"])  # the look-up of ann's messages is refused
+
+    result = run_fanout(tenant, notification_id)
+
+    assert (result["status"], result["counts"]["sent"]) == ("completed", 2)
+    assert _deliveries(tenant, notification_id) == {
+        "ann": ("sent", OUTCOME_UNKNOWN),
+        "bob": ("sent", None),
+    }
+    assert [_received("sms", sink, sms, a) for a in addresses.values()] == [0, 1]
+
+
+def _twilio_post(sms: Sms, account: dict[str, str], to: str, body: str, sender: str) -> str:
+    """Send a message through the emulator's Twilio API; its sid."""
+    sid = account["account_sid"]
+    response = sms.http.post(
+        f"/2010-04-01/Accounts/{sid}/Messages.json",
+        data={"To": to, "From": sender, "Body": body},
+        auth=(sid, account["auth_token"]),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["sid"])

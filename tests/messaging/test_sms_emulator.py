@@ -110,3 +110,33 @@ def test_admin_input_is_checked(sms: Sms) -> None:
     assert sms.http.put("/_sms/config", json={"fault_rates": {"429": 2}}).status_code == 400
     assert sms.http.put("/_sms/numbers/+1", json={"state": "on fire"}).status_code == 400
     assert sms.http.post("/_sms/accounts", json={"account_sid": "AC1"}).status_code == 400
+
+
+def test_the_message_list_pages_newest_first(sms: Sms, account: dict[str, str]) -> None:
+    to = unique_phone()
+    sids = [_send(sms, account, To=to, Body=f"n{i}").json()["sid"] for i in range(5)]
+    sid, auth = account["account_sid"], (account["account_sid"], account["auth_token"])
+    path = f"/2010-04-01/Accounts/{sid}/Messages.json"
+    seen: list[str] = []
+    page: dict[str, Any] = sms.http.get(path, params={"To": to, "PageSize": 2}, auth=auth).json()
+    while True:
+        assert page["page_size"] == 2
+        seen += [m["sid"] for m in page["messages"]]
+        if page["next_page_uri"] is None:
+            break
+        page = sms.http.get(page["next_page_uri"], auth=auth).json()
+    assert seen == sids[::-1]
+    for bad in ({"PageSize": 0}, {"PageSize": 1001}, {"Page": -1}, {"PageSize": "x"}):
+        _error(sms.http.get(path, params=bad, auth=auth), 400, 20001)
+
+
+def test_a_fault_for_a_number_also_answers_a_look_up_of_it(
+    sms: Sms, account: dict[str, str]
+) -> None:
+    to, other = unique_phone(), unique_phone()
+    sms.fault(503, to=to)
+    sid, auth = account["account_sid"], (account["account_sid"], account["auth_token"])
+    path = f"/2010-04-01/Accounts/{sid}/Messages.json"
+    assert sms.http.get(path, params={"To": other}, auth=auth).status_code == 200
+    _error(sms.http.get(path, params={"To": to}, auth=auth), 503, 20503)
+    assert sms.http.get(path, params={"To": to}, auth=auth).status_code == 200  # used up

@@ -8,6 +8,10 @@ the fan-out does around a send (leases, the send journal's mark → send → rec
 settlement) covers email and SMS the same way it covers push: `gate_for(delivery_id)` is
 the delivery's `SendGate`, through which every attempt of its messages passes.
 
+After a crash, `confirm` asks the provider which of a dead run's `sending` deliveries it
+took, where the provider can answer: Twilio lists the messages it took (so an SMS is sent
+again only if it never arrived); an SMTP server can't be asked (`None`: outcome unknown).
+
 Per-address outcomes: `sent`; `token_gone` with `address_status` (`bounced` for an SMTP 5xx
 to the recipient, `invalid` for a number Twilio calls invalid, `unsubscribed` for one that
 texted STOP) — the fan-out moves the subscription to that status; `failed` with a reason.
@@ -15,8 +19,10 @@ texted STOP) — the fan-out moves the subscription to that status; `failed` wit
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -33,7 +39,7 @@ from spoke.messaging.providers.base import (
     SendResult,
 )
 from spoke.messaging.providers.fcm import RetryPolicy
-from spoke.messaging.providers.sms import SmsMessage, TwilioProvider
+from spoke.messaging.providers.sms import LookupFailed, SmsMessage, TwilioProvider
 from spoke.messaging.providers.smtp import OutgoingEmail, SmtpProvider
 
 
@@ -54,10 +60,16 @@ class Recipient(Protocol):
 
 
 GateFor = Callable[[int], SendGate]
+# Per recipient: one result per address (`sent` with the provider's id, or `failed` with
+# `NOT_RECEIVED`), or None when the provider can't tell.
+Confirmations = list[list[SendResult] | None]
+NOT_RECEIVED = "not_received_by_provider"
 
 
 class ChannelSender(ABC):
     """Sends a claimed batch on one channel; never raises for one message's failure."""
+
+    confirms = False  # whether `confirm` can ask the provider anything
 
     async def connect(self) -> None:
         """Nothing to prepare: credentials are checked before the first message."""
@@ -79,6 +91,13 @@ class ChannelSender(ABC):
             ProviderConfigError: the provider can't be used at all (e.g. refused credentials).
             Whatever a gate's `write` raises (the caller's reason to stop sending).
         """
+
+    async def confirm(
+        self, base: Mapping[str, Any], batch: Sequence[Recipient], since: datetime
+    ) -> Confirmations:
+        """Which of `batch` (a dead run's `sending` deliveries, run started at `since`)
+        the provider took. The default: it can't be asked."""
+        return [None] * len(batch)
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -147,6 +166,8 @@ class EmailSender(ChannelSender):
 
 
 class SmsSender(ChannelSender):
+    confirms = True
+
     def __init__(self, provider: TwilioProvider, status_callback: str | None = None) -> None:
         self._provider = provider
         # Twilio reports each message's delivery there (`sms_status`).
@@ -178,6 +199,40 @@ class SmsSender(ChannelSender):
         for (i, k), result in zip(places, results, strict=True):
             slots[i][k] = result
         return _filled(slots)
+
+    async def confirm(
+        self, base: Mapping[str, Any], batch: Sequence[Recipient], since: datetime
+    ) -> Confirmations:
+        """Asks Twilio per number; recipients that share a number are matched one message
+        each, in order, so two deliveries are never confirmed by the same message."""
+        missing = SendResult("failed", reason=NOT_RECEIVED)
+        confirmations: Confirmations = [[missing] * len(r.devices) for r in batch]
+        by_number: dict[str, list[tuple[int, int, str]]] = {}
+        for i, recipient in enumerate(batch):
+            body = str({**base, **recipient.content}.get("body") or "")
+            if recipient.error is not None or not body:
+                confirmations[i] = None  # its text no longer renders as it did: can't tell
+                continue
+            for k, (_sub, number) in enumerate(recipient.devices):
+                by_number.setdefault(number, []).append((i, k, body))
+
+        async def look_up(number: str, wanted: list[tuple[int, int, str]]) -> None:
+            taken: set[str] = set()
+            for i, k, body in wanted:
+                results = confirmations[i]
+                if results is None:
+                    continue
+                try:
+                    sid = await self._provider.find_sent(SmsMessage(number, body), since, taken)
+                except LookupFailed:
+                    confirmations[i] = None
+                    continue
+                if sid is not None:
+                    taken.add(sid)
+                    results[k] = SendResult("sent", sid)
+
+        await asyncio.gather(*(look_up(n, wanted) for n, wanted in by_number.items()))
+        return confirmations
 
     async def aclose(self) -> None:
         await self._provider.aclose()

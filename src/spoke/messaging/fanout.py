@@ -18,8 +18,11 @@ Under the notification's lease, in two interleaved phases:
    when the rest wait for their local time, the run parks instead of completing.
 
 After `kill -9` the sweeper re-enqueues the notification once the lease runs out. The new
-run settles what the dead one left `sending` (`send_journal.resolve_unknown`: it was
-written to the provider, so it is not sent again) and carries on with what is still queued.
+run deals with what the dead one left `sending` before it sends anything: where the
+provider can say which messages it took (`ChannelSender.confirm`: Twilio), what it took is
+`sent` and the rest is sent again; elsewhere (FCM, SMTP) those rows are settled as sent
+(`send_journal.resolve_unknown`: they were written to the provider). Then it carries on
+with what is still queued.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from spoke.core.clock import utcnow
 from spoke.core.crypto import Encryptor
 from spoke.core.db import make_session_factory, session_scope, table_of
 from spoke.messaging import addresses, local_delivery, personalise, providers_config
-from spoke.messaging.channel_send import ChannelSender, Sendable
+from spoke.messaging.channel_send import ChannelSender, Confirmations, Sendable
 from spoke.messaging.models import Delivery, Notification, Subscription
 from spoke.messaging.providers.base import (
     ProviderConfigError,
@@ -54,7 +57,13 @@ from spoke.messaging.providers.base import (
     SendResult,
 )
 from spoke.messaging.providers.fcm import WARM_CONNECTIONS, FcmProvider, RetryPolicy
-from spoke.messaging.send_journal import DeliveryGate, SendJournal, resolve_unknown
+from spoke.messaging.send_journal import (
+    OUTCOME_CONFIRMED,
+    DeliveryGate,
+    SendJournal,
+    resolve_unknown,
+    settle_stale,
+)
 from spoke.messaging.service import NO_SUBSCRIPTION, TOKEN_INVALID, audience_filter
 from spoke.users.models import STANDARD_FIELDS, User, UserTag
 
@@ -124,16 +133,28 @@ def run(
         # left deliveries `sending`; a first run skips the look.
         earlier_run = pending.attempts > 0
         pending.started_at = pending.started_at or utcnow()
-        settled = resolve_unknown(session, notification_id, owner) if earlier_run else 0
         try:
             provider: Sendable | None = provider_factory(session, pending)
         except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
             provider, error = None, str(exc)
+        # A provider that can say what it took is asked (in `_send_all`) before anything is
+        # sent; the others' in-flight rows are settled here.
+        confirming = isinstance(provider, ChannelSender) and provider.confirms
+        stale = (
+            resolve_unknown(session, notification_id, owner, settle=not confirming)
+            if earlier_run
+            else 0
+        )
+        stale_since = pending.started_at if confirming and stale else None
         walk = _Walk(planned_all=_plan_if_small(session, pending)) if provider else _Walk()
-        first = _first_batch(session, pending, walk) if provider and walk.planned_all else None
+        first = (
+            _first_batch(session, pending, walk)
+            if provider and walk.planned_all and stale_since is None
+            else None
+        )
         local_time = pending.delivery_time_of_day is not None  # else nothing can wait
-    if settled:
-        log.warning("fanout.outcome_unknown", notification_id=notification_id, count=settled)
+    if stale and not confirming:
+        log.warning("fanout.outcome_unknown", notification_id=notification_id, count=stale)
     parked: list[datetime | None] = []
 
     def finish(session: Session) -> None:
@@ -159,7 +180,15 @@ def run(
             return True
         try:
             _thread_runner().run(
-                _send_all(sessions, notification_id, owner, provider, options, walk, first, finish),
+                _send_all(
+                    sessions,
+                    notification_id,
+                    owner,
+                    provider,
+                    options,
+                    _Start(walk, first, stale_since),
+                    finish,
+                ),
                 # this job's log context, as a loop made for it would have copied
                 context=contextvars.copy_context(),
             )
@@ -214,7 +243,7 @@ def _fail(
         pass
     with session_scope(sessions) as session:
         # What this run had already written stays as written (outcome unknown).
-        resolve_unknown(session, notification_id, owner="")
+        resolve_unknown(session, notification_id, owner="", settle=True)
         session.execute(
             sa.update(Delivery)
             .where(Delivery.notification_id == notification_id, Delivery.status == "queued")
@@ -255,6 +284,17 @@ class _Walk:
 
     planned_all: bool = False
     exhausted: bool = False
+
+
+@dataclass
+class _Start:
+    """Where the sending loop starts: the plan as far as known, the first batch if it was
+    read already, and when the run began if a dead run's `sending` rows are to be confirmed
+    with the provider first."""
+
+    walk: _Walk
+    first: _Read | None = None
+    stale_since: datetime | None = None
 
 
 def _plan_if_small(session: Session, notification: Notification) -> bool:
@@ -427,18 +467,21 @@ def _read_batch(
     channel: str,
     content: dict[str, Any],
     after: int,
-    limit: int,
+    limit: int | None,
+    *,
+    stale_of: str | None = None,
 ) -> list[_Recipient]:
     """The next `limit` queued and due deliveries after id `after`, with their devices and
-    their content, personalised."""
+    their content, personalised; with `stale_of`, the `sending` ones of runs other than
+    that one instead."""
+    wanted = (
+        [Delivery.status == "queued", local_delivery.due()]
+        if stale_of is None
+        else [Delivery.status == "sending", Delivery.send_attempt != stale_of]
+    )
     rows = session.execute(
         sa.select(Delivery.id, Delivery.user_id, Delivery.external_id, Delivery.content)
-        .where(
-            Delivery.notification_id == notification_id,
-            Delivery.status == "queued",
-            Delivery.id > after,
-        )
-        .where(local_delivery.due())
+        .where(Delivery.notification_id == notification_id, Delivery.id > after, *wanted)
         .order_by(Delivery.id)
         .limit(limit)
     ).all()
@@ -666,15 +709,15 @@ async def _send_all(
     owner: str,
     provider: Sendable,
     options: FanoutOptions,
-    walk: _Walk,
-    read_ahead: _Read | None,
+    start: _Start,
     finish: Callable[[Session], None],
 ) -> None:
     """Send everything, keeping the provider busy: two batches in flight while the next
-    one is read (and, if needed, planned) in a thread. `read_ahead` is the first batch when
-    it was read already; `finish(session)` runs in the journal's last transaction."""
+    one is read (and, if needed, planned) in a thread. `finish(session)` runs in the
+    journal's last transaction."""
     to_thread = asyncio.to_thread
     readers = make_session_factory(sessions.kw["bind"], read_only=True)
+    walk = start.walk
     journal = SendJournal(
         sessions,
         notification_id,
@@ -691,15 +734,21 @@ async def _send_all(
             )
         )
 
-    claiming: asyncio.Future[_Read]
-    if read_ahead is None:
+    claiming: asyncio.Future[_Read] = asyncio.get_running_loop().create_future()
+    if start.first is not None:
+        claiming.set_result(start.first)
+    elif start.stale_since is None:  # else after the provider had its say
         claiming = read_next(0, FIRST_BATCH)
-    else:
-        claiming = asyncio.get_running_loop().create_future()
-        claiming.set_result(read_ahead)
     sending: deque[asyncio.Task[None]] = deque()
     try:
         await _guarded(heartbeat, asyncio.create_task(provider.connect()))
+        if start.stale_since is not None:
+            assert isinstance(provider, ChannelSender)
+            confirming = _confirm_stale(
+                sessions, readers, notification_id, owner, options, provider, start.stale_since
+            )
+            await _guarded(heartbeat, asyncio.create_task(confirming))
+            claiming = read_next(0, FIRST_BATCH)
         while True:
             base, batch = await claiming
             if not batch:
@@ -728,6 +777,65 @@ async def _send_all(
                 task.cancel()
         heartbeat.cancel()
         await provider.aclose()
+
+
+async def _confirm_stale(
+    sessions: sessionmaker[Session],
+    readers: sessionmaker[Session],
+    notification_id: str,
+    owner: str,
+    options: FanoutOptions,
+    provider: ChannelSender,
+    since: datetime,
+) -> None:
+    """Ask the provider which of a dead run's `sending` deliveries it took, and record it:
+    those `sent`, the others `queued` (to be sent by this run), unanswered ones unknown."""
+
+    def read() -> _Read:
+        with session_scope(readers) as session:
+            channel, content = session.execute(
+                sa.select(Notification.channel, Notification.content).where(
+                    Notification.id == notification_id
+                )
+            ).one()
+            stale = _read_batch(session, notification_id, channel, content, 0, None, stale_of=owner)
+            return content, stale
+
+    base, stale = await asyncio.to_thread(read)
+    answers = await provider.confirm(base, stale, since)
+    confirmed, not_received, unknown = _sort_confirmations(stale, answers)
+
+    def record() -> None:
+        with session_scope(sessions) as session:
+            leases.renew(session, Notification, notification_id, owner, options.lease_seconds)
+            settle_stale(session, notification_id, confirmed, not_received, unknown)
+
+    await asyncio.to_thread(record)
+    log.warning(
+        "fanout.confirmed_after_crash",
+        notification_id=notification_id,
+        arrived=len(confirmed),
+        sent_again=len(not_received),
+        unknown=len(unknown),
+    )
+
+
+def _sort_confirmations(
+    stale: list[_Recipient], answers: Confirmations
+) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """(outcome rows of what arrived, ids of what didn't, ids the provider couldn't tell)."""
+    confirmed: list[dict[str, Any]] = []
+    not_received: list[int] = []
+    unknown: list[int] = []
+    for recipient, results in zip(stale, answers, strict=True):
+        if results is None:
+            unknown.append(recipient.delivery_id)
+        elif any(r.outcome == "sent" for r in results):
+            row, _gone = _outcome(recipient, results)
+            confirmed.append({**row, "reason": OUTCOME_CONFIRMED})
+        else:
+            not_received.append(recipient.delivery_id)
+    return confirmed, not_received, unknown
 
 
 async def _guarded(heartbeat: asyncio.Task[None], work: asyncio.Task[None]) -> None:

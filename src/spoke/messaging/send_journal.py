@@ -16,9 +16,12 @@ that became ready within `interval` seconds goes in one, which also renews the l
 worker that lost its lease marks and records nothing. The wait between transactions grows
 with how long the last one took, so they never take more than about a fifth of the loop.
 
-`resolve_unknown` is what a resumed run does with `sending` rows of a dead attempt: FCM
-can't be asked whether it took a message, and re-sending would duplicate almost all of
-them, so they count as `sent` with the reason `outcome_unknown_after_crash`.
+`resolve_unknown` is what a resumed run does with `sending` rows of a dead attempt. Where
+the provider can be asked (Twilio lists the messages it took), the run asks it and
+`settle_stale` records the answers: what arrived is `sent` with the reason
+`confirmed_after_crash`, what didn't is `queued` again and sent. FCM and SMTP can't be
+asked, and re-sending would duplicate almost all of them, so they count as `sent` with the
+reason `outcome_unknown_after_crash`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from spoke.core.db import rowcount, table_of
 from spoke.messaging.models import Delivery, Notification, Subscription
 
 OUTCOME_UNKNOWN = "outcome_unknown_after_crash"
+OUTCOME_CONFIRMED = "confirmed_after_crash"
 _MAX_INTERVAL = 0.05
 
 _Waiter = tuple[Callable[[], None], "asyncio.Future[None]"]
@@ -67,26 +71,61 @@ class DeliveriesChanged(leases.LeaseLost):
     """A delivery about to be marked was no longer `queued`: someone else is sending."""
 
 
-def resolve_unknown(session: Session, notification_id: str, owner: str) -> int:
-    """Settle what a dead attempt left `sending`; returns how many were settled.
+def _stale(notification_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(Delivery.notification_id == notification_id, Delivery.status == "sending")
 
-    Rows without `send_attempt` were claimed by a release that marked whole batches before
-    sending; like that release, this one sends them again."""
-    stale = sa.and_(
-        Delivery.notification_id == notification_id,
-        Delivery.status == "sending",
-    )
-    settled = rowcount(
-        session.execute(
-            sa.update(Delivery)
-            .where(stale, Delivery.send_attempt.is_not(None), Delivery.send_attempt != owner)
-            .values(status="sent", reason=OUTCOME_UNKNOWN, sent_at=utcnow())
+
+def resolve_unknown(session: Session, notification_id: str, owner: str, *, settle: bool) -> int:
+    """Deal with what a dead attempt left `sending`; returns how many rows it left.
+
+    With `settle`, they become `sent` with an unknown outcome; without, they stay for the
+    provider to confirm (`settle_stale`). Rows without `send_attempt` were claimed by a
+    release that marked whole batches before sending; like that release, this one sends
+    them again."""
+    stale = _stale(notification_id)
+    of_dead_run = sa.and_(stale, Delivery.send_attempt.is_not(None), Delivery.send_attempt != owner)
+    if settle:
+        left = rowcount(
+            session.execute(
+                sa.update(Delivery)
+                .where(of_dead_run)
+                .values(status="sent", reason=OUTCOME_UNKNOWN, sent_at=utcnow())
+            )
         )
-    )
+    else:
+        left = (
+            session.scalar(sa.select(sa.func.count()).select_from(Delivery).where(of_dead_run)) or 0
+        )
     session.execute(
         sa.update(Delivery).where(stale, Delivery.send_attempt.is_(None)).values(status="queued")
     )
-    return settled
+    return left
+
+
+def settle_stale(
+    session: Session,
+    notification_id: str,
+    confirmed: list[dict[str, Any]],
+    not_received: list[int],
+    unknown: list[int],
+) -> None:
+    """Record what the provider said of a dead attempt's `sending` rows: `confirmed` are
+    outcome rows (as `bulk.update` takes them), `not_received` go back to `queued`, and
+    `unknown` (the provider couldn't tell) are settled like `resolve_unknown` does."""
+    stale = _stale(notification_id)
+    bulk.update(session, _DELIVERIES, ["id"], confirmed)
+    if not_received:
+        session.execute(
+            sa.update(Delivery)
+            .where(stale, Delivery.id.in_(not_received))
+            .values(status="queued", send_attempt=None)
+        )
+    if unknown:
+        session.execute(
+            sa.update(Delivery)
+            .where(stale, Delivery.id.in_(unknown))
+            .values(status="sent", reason=OUTCOME_UNKNOWN, sent_at=utcnow())
+        )
 
 
 class SendJournal:

@@ -13,6 +13,9 @@ What each answer means (Twilio's error codes, https://www.twilio.com/docs/api/er
   waiting at least `Retry-After`; failed with the last reason once the attempts run out.
 - anything else (e.g. 21617 body too long, 21408 region not enabled) → failed.
 
+After a crash, `find_sent` asks Twilio whether a message went out: the account's messages
+are listed newest first, filtered by `To` (and `From`), back to when the send started.
+
 Before the first message, the account is fetched once (`GET /Accounts/{sid}.json`), so
 wrong credentials fail the whole send before any message leaves (`ProviderConfigError`).
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -36,6 +39,9 @@ from spoke.messaging.providers.http1 import Http1Pool, TransportError
 
 TWILIO_BASE_URL = "https://api.twilio.com"
 INVALID_NUMBER_CODES = frozenset({21211, 21614})
+# A lookup reads at most this many messages to one number (newest first) before giving up.
+_LOOKUP_PAGE = 50
+_LOOKUP_PAGES = 10
 UNSUBSCRIBED_CODE = 21610
 
 
@@ -54,6 +60,10 @@ class SmsMessage:
     to: str
     body: str
     status_callback: str | None = None
+
+
+class LookupFailed(Exception):
+    """Twilio could not be asked whether it took a message."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,15 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _created(message: dict[str, Any]) -> datetime | None:
+    """A listed message's `date_created` (RFC 2822, whole seconds)."""
+    try:
+        when = parsedate_to_datetime(str(message.get("date_created") or ""))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _error(body: bytes) -> tuple[int | None, str]:
@@ -205,6 +224,76 @@ class TwilioProvider:
                     address_status=verdict.address_status,
                 )
             return SendResult("failed", reason=verdict.reason, attempts=attempt)
+
+    async def find_sent(
+        self, message: SmsMessage, since: datetime, skip: Collection[str] = ()
+    ) -> str | None:
+        """The sid of a message Twilio took from this sender to `message.to` with the body
+        of `message` at or after `since` (and not in `skip`); None if it took none.
+
+        Raises:
+            LookupFailed: Twilio couldn't be asked, or the list is too long to read back.
+        """
+        query = {"To": message.to, "PageSize": str(_LOOKUP_PAGE)}
+        if self._account.from_number:
+            query["From"] = self._account.from_number
+        # `date_created` has whole seconds: a message of the first second must still count.
+        since = since.replace(microsecond=0)
+        path: str = f"{self._messages_path}?{urlencode(query)}"
+        for _ in range(_LOOKUP_PAGES):
+            page = await self._list(path)
+            for item in page.get("messages") or []:
+                created = _created(item)
+                if created is None:
+                    raise LookupFailed(f"a listed message has no date: {item.get('sid')!r}")
+                if created < since:
+                    return None  # newest first: the rest are older still
+                sid = item.get("sid")
+                if (
+                    isinstance(sid, str)
+                    and sid not in skip
+                    and item.get("body") == message.body
+                    and self._sent_by_us(item)
+                ):
+                    return sid
+            next_page = page.get("next_page_uri")
+            if not isinstance(next_page, str) or not next_page:
+                return None
+            path = next_page
+        raise LookupFailed(f"more than {_LOOKUP_PAGE * _LOOKUP_PAGES} messages to that number")
+
+    def _sent_by_us(self, item: dict[str, Any]) -> bool:
+        if self._account.messaging_service_sid:
+            return bool(item.get("messaging_service_sid") == self._account.messaging_service_sid)
+        return bool(item.get("from") == self._account.from_number)
+
+    async def _list(self, path: str) -> dict[str, Any]:
+        """One page of the message list, retried like a send."""
+        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = await self._pool.request("GET", path, headers=headers)
+            except TransportError as exc:
+                reason, retry_after = f"TRANSPORT: {exc}", None
+            else:
+                if answer.status == 200:
+                    try:
+                        page = orjson.loads(answer.body)
+                    except orjson.JSONDecodeError:
+                        page = None
+                    if not isinstance(page, dict):
+                        raise LookupFailed("the message list is not a JSON object")
+                    return page
+                code, message = _error(answer.body)
+                reason = f"{code or f'HTTP_{answer.status}'}: {message}"
+                if answer.status != 429 and answer.status < 500:
+                    raise LookupFailed(reason)
+                retry_after = retry_after_seconds(answer.headers)
+            if attempt >= self._retry.attempts:
+                raise LookupFailed(reason)
+            await asyncio.sleep(self._retry.delay(attempt, retry_after))
 
     async def aclose(self) -> None:
         await self._pool.aclose()

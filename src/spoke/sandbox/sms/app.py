@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from starlette.applications import Starlette
@@ -156,32 +157,58 @@ async def create_message(request: Request) -> Response:
     return _json(resource, 201)
 
 
+_MAX_PAGE_SIZE = 1000
+
+
 async def list_messages(request: Request) -> Response:
-    """Twilio's message list for the account, newest first, filtered by `To`/`From`."""
+    """Twilio's message list for the account, newest first, filtered by `To`/`From`, in
+    pages of `PageSize` (at most 1,000; 50 unless set), `Page` counting from 0. A fault
+    queued for a number (`/_sms/faults` with `to`) answers a list filtered by it too."""
     store: SmsStore = request.app.state.store
     if not _authorised(request):
         return _denied(request)
     sid = request.path_params["sid"]
-    to, sender = request.query_params.get("To"), request.query_params.get("From")
-    found = [
+    query = request.query_params
+    to, sender = query.get("To"), query.get("From")
+    try:
+        size = int(query.get("PageSize", "50"))
+        number = int(query.get("Page", "0"))
+    except ValueError:
+        return twilio_error(400, 20001, "PageSize and Page must be integers")
+    if not 1 <= size <= _MAX_PAGE_SIZE or number < 0:
+        return twilio_error(400, 20001, f"PageSize must be 1-{_MAX_PAGE_SIZE}, Page at least 0")
+    fault = store.take_fault(to, lookup=True) if to is not None else None
+    if fault is not None:
+        store.count(f"fault_{fault.status}")
+        code, message = STATUS_ERRORS.get(fault.status, (20500, "Injected failure"))
+        headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else None
+        return twilio_error(fault.status, fault.code or code, message, headers)
+    matching = [
         {k: v for k, v in m.items() if k not in ("received_at", "status_callback")}
         for m in reversed(store.messages)
         if m["account_sid"] == sid
         and (to is None or m["to"] == to)
         and (sender is None or m["from"] == sender)
-    ][:50]
+    ]
+    found = matching[number * size : (number + 1) * size]
     uri = f"/2010-04-01/Accounts/{sid}/Messages.json"
+    filters = {k: v for k, v in (("To", to), ("From", sender)) if v is not None}
+
+    def page_uri(page: int) -> str:
+        return f"{uri}?{urlencode({**filters, 'PageSize': size, 'Page': page})}"
+
+    more = (number + 1) * size < len(matching)
     return _json(
         {
             "messages": found,
-            "page": 0,
-            "page_size": 50,
-            "first_page_uri": f"{uri}?PageSize=50&Page=0",
-            "next_page_uri": None,
-            "previous_page_uri": None,
-            "uri": f"{uri}?PageSize=50&Page=0",
-            "end": max(len(found) - 1, 0),
-            "start": 0,
+            "page": number,
+            "page_size": size,
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(number + 1) if more else None,
+            "previous_page_uri": page_uri(number - 1) if number > 0 else None,
+            "uri": page_uri(number),
+            "end": number * size + max(len(found) - 1, 0),
+            "start": number * size,
         }
     )
 

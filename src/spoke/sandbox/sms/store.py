@@ -43,7 +43,8 @@ STATUS_ERRORS = {
 
 @dataclass
 class Fault:
-    """Answer the next `count` sends (to `to`, or to any number) with `status`."""
+    """Answer the next `count` sends (to `to`, or to any number) with `status`; one queued
+    for a number also answers a look-up of that number's messages."""
 
     status: int
     count: int = 1
@@ -83,13 +84,17 @@ class SmsStore:
     def state_of(self, number: str) -> str:
         return self.number_states.get(number, self.default_state)
 
-    def take_fault(self, to: str) -> Fault | None:
+    def take_fault(self, to: str, *, lookup: bool = False) -> Fault | None:
+        """The fault to answer a send to `to` with, if any; a `lookup` (the message list
+        filtered by `to`) takes only faults queued for that very number."""
         for fault in self.faults:
-            if fault.to is None or fault.to == to:
+            if fault.to == to or (fault.to is None and not lookup):
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
                 return fault
+        if lookup:
+            return None
         for status, share in sorted(self.fault_rates.items()):
             if self.rng.random() < share:
                 return Fault(status, retry_after=self.rate_retry_after)
