@@ -86,6 +86,13 @@ class ApiSettings(BaseModel):
     idempotency_ttl_hours: int = Field(
         24, ge=1, description="How long a stored Idempotency-Key response is replayed."
     )
+    key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="How long a checked API key is trusted without a query (0: always "
+        "query); a key revoked by another process works there for at most this long.",
+    )
 
 
 class MessagingSettings(BaseModel):

@@ -19,6 +19,7 @@ from spoke.core.crypto import Encryptor, hash_secret, new_secret, secret_matches
 from spoke.core.db import is_read_only
 from spoke.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from spoke.core.ids import new_id
+from spoke.workspaces import key_cache
 from spoke.workspaces.models import ApiKey, Member, Role, Workspace
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -220,6 +221,7 @@ def update_member(
         if member.role is Role.owner and _owner_count(session, member.workspace_id) <= 1:
             raise LastOwner("The last owner can't be demoted; make someone else owner first.")
         member.role = role
+        key_cache.forget_after_commit(session)
     if name is not None:
         member.name = name
     session.flush()
@@ -234,6 +236,7 @@ def remove_member(session: Session, caller: Caller, member: Member) -> None:
             raise LastOwner("The last owner can't be removed.")
     session.delete(member)
     session.flush()
+    key_cache.forget_after_commit(session)
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ def revoke_key(session: Session, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()
+        key_cache.forget_after_commit(session)
     return key
 
 
