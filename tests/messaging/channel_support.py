@@ -56,6 +56,19 @@ class Sms:
         assert response.status_code == 200, response.text
         return list(response.json()["messages"])
 
+    def post_message(
+        self, account: dict[str, str], to: str, body: str, sender: str = "+15005550006"
+    ) -> str:
+        """Send a message through the emulator's Twilio API, as a client would; its sid."""
+        sid = account["account_sid"]
+        response = self.http.post(
+            f"/2010-04-01/Accounts/{sid}/Messages.json",
+            data={"To": to, "From": sender, "Body": body},
+            auth=(sid, account["auth_token"]),
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["sid"])
+
     def set_number(self, number: str, state: str) -> None:
         response = self.http.put(f"/_sms/numbers/{number}", json={"state": state})
         assert response.status_code == 200, response.text

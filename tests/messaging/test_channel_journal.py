@@ -149,12 +149,12 @@ def test_an_sms_that_reached_twilio_before_the_crash_is_confirmed_not_sent_again
     for user, number in addresses.items():
         put_user(tenant, user, phone=number)
     # Earlier messages to ann: another text, and the same text from another sender.
-    _twilio_post(sms, account, addresses["ann"], "Yesterday's news", "+15005550006")
-    _twilio_post(sms, account, addresses["ann"], "Hi", "+15005550001")
+    sms.post_message(account, addresses["ann"], "Yesterday's news", "+15005550006")
+    sms.post_message(account, addresses["ann"], "Hi", "+15005550001")
     notification_id = str(send(tenant, "sms", list(addresses), body="Hi")["id"])
     _dead_run_marked(tenant, notification_id, "ann")
     # What the dead run's write did before the kill: Twilio took it.
-    sid = _twilio_post(sms, account, addresses["ann"], "Hi", "+15005550006")
+    sid = sms.post_message(account, addresses["ann"], "Hi", "+15005550006")
 
     result = run_fanout(tenant, notification_id)
 
@@ -189,15 +189,3 @@ def test_an_sms_twilio_cannot_answer_for_is_settled_as_unknown(
         "bob": ("sent", None),
     }
     assert [_received("sms", sink, sms, a) for a in addresses.values()] == [0, 1]
-
-
-def _twilio_post(sms: Sms, account: dict[str, str], to: str, body: str, sender: str) -> str:
-    """Send a message through the emulator's Twilio API; its sid."""
-    sid = account["account_sid"]
-    response = sms.http.post(
-        f"/2010-04-01/Accounts/{sid}/Messages.json",
-        data={"To": to, "From": sender, "Body": body},
-        auth=(sid, account["auth_token"]),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["sid"])

@@ -23,24 +23,13 @@ def _provider(sms: Sms, account: dict[str, str]) -> TwilioProvider:
     return TwilioProvider(twilio, retry=RetryPolicy(attempts=2, base_delay=0.01))
 
 
-def _post(sms: Sms, account: dict[str, str], to: str, body: str, sender: str = SENDER) -> str:
-    sid = account["account_sid"]
-    response = sms.http.post(
-        f"/2010-04-01/Accounts/{sid}/Messages.json",
-        data={"To": to, "From": sender, "Body": body},
-        auth=(sid, account["auth_token"]),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["sid"])
-
-
 def test_a_message_is_found_past_the_first_page_and_only_once(sms: Sms) -> None:
     account, to = sms.account(), unique_phone()
     since = utcnow()
-    wanted = _post(sms, account, to, "Sale today only")
+    wanted = sms.post_message(account, to, "Sale today only")
     for i in range(60):  # later messages push it to the second page of 50
-        _post(sms, account, to, f"other {i}")
-    _post(sms, account, to, "Sale today only", sender="+15005550001")  # not our sender
+        sms.post_message(account, to, f"other {i}")
+    sms.post_message(account, to, "Sale today only", sender="+15005550001")  # not our sender
 
     async def look() -> tuple[str | None, str | None, str | None]:
         provider = _provider(sms, account)
@@ -58,7 +47,7 @@ def test_a_message_is_found_past_the_first_page_and_only_once(sms: Sms) -> None:
 
 def test_messages_from_before_the_send_started_do_not_count(sms: Sms) -> None:
     account, to = sms.account(), unique_phone()
-    _post(sms, account, to, "Hi")
+    sms.post_message(account, to, "Hi")
 
     async def look() -> str | None:
         provider = _provider(sms, account)
