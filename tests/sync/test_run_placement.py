@@ -106,6 +106,32 @@ def test_counts_runs_held_elsewhere_and_live_processes(backend: Backend, tenant:
             )
 
 
+def test_a_run_handed_back_long_enough_is_taken_wherever_it_lands(
+    backend: Backend, tenant: Tenant
+) -> None:
+    sessions = backend.runtime.sessions
+    me = f"me-{uuid.uuid4().hex[:6]}"
+    with session_scope(sessions) as session:
+        # Enough live processes that a second run is more than this process's share.
+        crowd = run_placement.held_elsewhere(session, me) + 3
+    others = [f"other-{uuid.uuid4().hex[:6]}-{n}" for n in range(crowd)]
+    with session_scope(sessions) as session:
+        for worker_id in (me, *others):
+            workers.beat(session, worker_id)
+    long_ago = time.time() - run_placement.MAX_WAIT_SECONDS - 1
+    try:
+        with run_placement.placed(sessions, me, None) as first:
+            assert first  # holding nothing, it takes the run
+            for handed_back_at, takes in [(None, False), (time.time(), False), (long_ago, True)]:
+                with run_placement.placed(sessions, me, handed_back_at) as taken:
+                    assert taken is takes, handed_back_at
+    finally:
+        with session_scope(sessions) as session:
+            session.execute(
+                sa.delete(workers.JobWorker).where(workers.JobWorker.id.in_([me, *others]))
+            )
+
+
 RUNS = 4
 USERS = 2000
 

@@ -9,9 +9,14 @@ machine has cores to spare.
 Before claiming a run a process compares the runs it holds with its fair share: every run
 held under a live lease, over the live consumer processes (`core.workers`). A process at its
 share hands the run back to the queue, a little later, for another process's thread to take.
-A process holding no run always takes it, so a run never waits for an idle process to exist;
-and after `MAX_HAND_BACKS` a run is taken wherever it lands (the counts are hints: a process
-killed a moment ago looks alive for a few more seconds). One run at a time per workspace and
+A process holding no run always takes it, so a run never waits for an idle process to exist.
+Each process that sees a handed-back run decides again on fresh counts: a process's claim
+reaches the database a few milliseconds after it decided, so two processes deciding at the
+same moment can both say no, and the second look puts the run right. Which thread picks a
+handed-back run is luck of the polls, and the thread that just said no polls soonest, so the
+same process may see it several times; once the run has waited `MAX_WAIT_SECONDS` since the
+first hand-back it is taken wherever it lands (the counts are hints: a process killed a
+moment ago looks alive until its heartbeat goes stale). One run at a time per workspace and
 resuming after `kill -9` stay with the lease: a handed-back run is still `queued`, and the
 sweeper re-enqueues it if the message is lost.
 """
@@ -19,6 +24,7 @@ sweeper re-enqueues it if the message is lost.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +37,9 @@ from spoke.core.clock import utcnow
 from spoke.core.db import make_session_factory, session_scope
 from spoke.sync.models import ContactSyncRun
 
-MAX_HAND_BACKS = 5
 HAND_BACK_SECONDS = 1.0  # long enough for the other processes to claim what they took
+# Past a dead process's heartbeat going stale, so the counts are right by then.
+MAX_WAIT_SECONDS = workers.STALE_SECONDS + 5
 
 _held: Counter[str] = Counter()  # runs taken and not finished, by consumer (`worker_id`)
 _lock = threading.Lock()
@@ -63,10 +70,14 @@ def held_elsewhere(session: Session, worker_id: str) -> int:
 
 
 @contextmanager
-def placed(sessions: sessionmaker[Session], worker_id: str, hand_backs: int) -> Iterator[bool]:
-    """Yields whether this process takes the run; while the block runs, it counts as held."""
+def placed(
+    sessions: sessionmaker[Session], worker_id: str, handed_back_at: float | None
+) -> Iterator[bool]:
+    """Yields whether this process takes the run (first handed back at `handed_back_at`,
+    wall-clock seconds, if ever); while the block runs, it counts as held."""
+    waited_out = handed_back_at is not None and time.time() - handed_back_at >= MAX_WAIT_SECONDS
     with _lock:  # threads of one process decide in turn, each seeing the others' takes
-        taken = hand_backs >= MAX_HAND_BACKS or _held[worker_id] == 0
+        taken = waited_out or _held[worker_id] == 0
         if not taken:
             # A reading session: on SQLite a writer would queue behind the runs' commits.
             readers = make_session_factory(sessions.kw["bind"], read_only=True)
@@ -86,4 +97,4 @@ def placed(sessions: sessionmaker[Session], worker_id: str, hand_backs: int) -> 
                 _held[worker_id] -= 1
 
 
-__all__ = ["HAND_BACK_SECONDS", "MAX_HAND_BACKS", "held_elsewhere", "placed", "within_share"]
+__all__ = ["HAND_BACK_SECONDS", "MAX_WAIT_SECONDS", "held_elsewhere", "placed", "within_share"]

@@ -69,13 +69,21 @@ register_sweepable(ContactSyncRun, RUN_JOB, "run_id")
 
 
 @job(RUN_JOB, retries=5, retry_delay=5)
-def manual_run(ctx: JobContext, run_id: str, hand_backs: int = 0) -> None:
-    with run_placement.placed(ctx.sessions, ctx.worker_id, hand_backs) as taken:
+def manual_run(
+    ctx: JobContext, run_id: str, hand_backs: int = 0, handed_back_at: float | None = None
+) -> None:
+    with run_placement.placed(ctx.sessions, ctx.worker_id, handed_back_at) as taken:
         if not taken:  # this process has its share of runs: leave it to another
             ctx.runtime.enqueue_later(
-                run_placement.HAND_BACK_SECONDS, RUN_JOB, run_id=run_id, hand_backs=hand_backs + 1
+                run_placement.HAND_BACK_SECONDS,
+                RUN_JOB,
+                run_id=run_id,
+                hand_backs=hand_backs + 1,
+                handed_back_at=handed_back_at or time.time(),
             )
             return
+        if hand_backs:
+            log.info("sync.run_placed", run_id=run_id, hand_backs=hand_backs)
         # One owner per attempt: two threads of one worker must not share a lease; the
         # worker id in front is how `run_placement` tells this process's runs apart.
         owner = f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}"
