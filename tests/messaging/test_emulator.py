@@ -142,3 +142,39 @@ def test_latency_and_faults_are_injected_and_messages_are_readable(fcm: Fcm) -> 
     assert gone.status_code == 404
     assert gone.json()["error"]["details"][0]["errorCode"] == "UNREGISTERED"
     assert fcm.http.put(f"/_fcm/tokens/{device}", json={"state": "odd"}).status_code == 400
+
+
+def test_a_device_shows_one_notification_per_tag_or_collapse_id(fcm: Fcm) -> None:
+    token = fcm.http.post(
+        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    device = f"d-{uuid.uuid4().hex}"
+
+    def send(title: str, **platforms: object) -> None:
+        message = {"token": device, "notification": {"title": title}, **platforms}
+        response = fcm.http.post(
+            "/v1/projects/demo-project/messages:send", json={"message": message}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+
+    send("first", android={"notification": {"tag": "t1"}})
+    send("untagged")
+    send("again", android={"notification": {"tag": "t1"}})  # replaces "first"
+    send("ios", apns={"headers": {"apns-collapse-id": "c1"}})
+    send("ios again", apns={"headers": {"apns-collapse-id": "c1"}})
+    send("web", webpush={"notification": {"tag": "w1"}})
+    fcm.http.post(  # data only: the app's to show
+        "/v1/projects/demo-project/messages:send",
+        json={"message": {"token": device, "data": {"k": "v"}}},
+        headers=headers,
+    )
+    tray = fcm.http.get(f"/_fcm/tokens/{device}/shown").json()
+    assert tray["count"] == 4
+    assert [n["notification"]["title"] for n in tray["notifications"]] == [
+        "untagged",
+        "again",
+        "ios again",
+        "web",
+    ]
+    assert len(fcm.messages(device)) == 7  # every message was received

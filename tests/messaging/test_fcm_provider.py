@@ -61,7 +61,10 @@ def test_sends_reach_the_emulator_with_content_and_collapse_key(fcm: Fcm, transp
     assert len(received) == 1
     assert received[0]["notification"] == {"title": "Hi", "body": "n7"}
     assert received[0]["data"] == {"k": "v"}
-    assert received[0]["android"] == {"collapse_key": "c7"}
+    # One notification on the device per delivery, whatever the platform.
+    assert received[0]["android"] == {"collapse_key": "c7", "notification": {"tag": "c7"}}
+    assert received[0]["apns"] == {"headers": {"apns-collapse-id": "c7"}}
+    assert received[0]["webpush"] == {"notification": {"tag": "c7"}}
 
 
 def test_unregistered_and_invalid_tokens_are_reported_gone(fcm: Fcm) -> None:

@@ -1,6 +1,6 @@
 """The delivery state machine of a push fan-out (`messaging.send_journal`): what a dead run
-left `sending` is settled, not re-sent; a delivery waiting out a retry goes back to
-`queued`, so a crash during the wait re-sends it instead of losing it."""
+left `sending` is sent again and shown once by the device; a delivery waiting out a retry
+goes back to `queued`, so a crash during the wait re-sends it instead of losing it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from spoke.core.db import session_scope
 from spoke.messaging import fanout
 from spoke.messaging.models import Delivery, Notification
 from spoke.messaging.providers.fcm import RetryPolicy
-from spoke.messaging.send_journal import OUTCOME_UNKNOWN, SendJournal
+from spoke.messaging.send_journal import SendJournal
 
 
 @pytest.fixture
@@ -47,8 +47,9 @@ def _deliveries(tenant: Tenant, notification_id: str) -> dict[str, tuple[str, st
         }
 
 
-def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
-    tenant: Tenant, fcm: Fcm, prefix: str
+@pytest.mark.parametrize("it_went_out", [False, True])
+def test_what_a_dead_run_had_in_flight_is_sent_again_and_shown_once(
+    tenant: Tenant, fcm: Fcm, prefix: str, it_went_out: bool
 ) -> None:
     connect_fcm(tenant, fcm)
     ann, bob = token_for(f"{prefix}-ann"), token_for(f"{prefix}-bob")
@@ -57,8 +58,8 @@ def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
     notification_id = _send(tenant, ["ann", "bob"])
     sessions = tenant.backend.runtime.sessions
     options = fanout.FanoutOptions()
-    # A run that planned, marked ann's delivery `sending` and died before writing down
-    # what FCM answered.
+    # A run that planned, marked ann's delivery `sending` and died, before or after its
+    # request reached FCM, but before writing down what FCM answered.
     with session_scope(sessions) as session:
         assert leases.claim(session, Notification, notification_id, "dead-run", 60)
     assert fanout._plan_chunk(sessions, notification_id, "dead-run", options)
@@ -70,9 +71,21 @@ def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
         )
     assert ann_delivery is not None
 
+    def write() -> None:
+        if it_went_out:  # what the dead run's request carried (`fanout._messages`)
+            tag = f"spoke-{ann_delivery}"
+            fcm.store.record(
+                "demo-project",
+                {
+                    "token": ann,
+                    "notification": {"title": "Hi"},
+                    "android": {"collapse_key": tag, "notification": {"tag": tag}},
+                },
+            )
+
     async def mark() -> None:
         journal = SendJournal(sessions, notification_id, "dead-run", lease_seconds=60, interval=0.0)
-        await journal.write(ann_delivery, lambda: None)
+        await journal.write(ann_delivery, write)
         await journal.close()
 
     asyncio.run(mark())
@@ -86,11 +99,11 @@ def test_what_a_dead_run_had_in_flight_is_settled_not_sent_again(
 
     assert result["status"] == "completed"
     assert result["counts"]["sent"] == 2
-    assert _deliveries(tenant, notification_id) == {
-        "ann": ("sent", OUTCOME_UNKNOWN),
-        "bob": ("sent", None),
-    }
-    assert fcm.messages(ann) == []  # not sent again: the dead run may have sent it
+    assert _deliveries(tenant, notification_id) == {"ann": ("sent", None), "bob": ("sent", None)}
+    # Sent again: nothing is lost if the dead run's request never left, and if it did, the
+    # second copy replaces the first on ann's device.
+    assert len(fcm.messages(ann)) == (2 if it_went_out else 1)
+    assert [n["notification"]["title"] for n in fcm.store.shown(ann)] == ["Hi"]
     assert len(fcm.messages(bob)) == 1
 
 

@@ -41,6 +41,7 @@ from spoke.messaging.providers.base import (
 from spoke.messaging.providers.fcm import RetryPolicy
 from spoke.messaging.providers.sms import LookupFailed, SmsMessage, TwilioProvider
 from spoke.messaging.providers.smtp import OutgoingEmail, SmtpProvider
+from spoke.messaging.send_journal import AfterCrash
 
 
 class Recipient(Protocol):
@@ -69,7 +70,9 @@ NOT_RECEIVED = "not_received_by_provider"
 class ChannelSender(ABC):
     """Sends a claimed batch on one channel; never raises for one message's failure."""
 
-    confirms = False  # whether `confirm` can ask the provider anything
+    # What a resumed run does with a dead run's `sending` deliveries (`confirm` asks the
+    # provider; see `send_journal.AfterCrash`).
+    after_crash: AfterCrash = "settle"
 
     async def connect(self) -> None:
         """Nothing to prepare: credentials are checked before the first message."""
@@ -166,7 +169,7 @@ class EmailSender(ChannelSender):
 
 
 class SmsSender(ChannelSender):
-    confirms = True
+    after_crash: AfterCrash = "confirm"
 
     def __init__(self, provider: TwilioProvider, status_callback: str | None = None) -> None:
         self._provider = provider

@@ -20,8 +20,9 @@ Under the notification's lease, in two interleaved phases:
 After `kill -9` the sweeper re-enqueues the notification once the lease runs out. The new
 run deals with what the dead one left `sending` before it sends anything: where the
 provider can say which messages it took (`ChannelSender.confirm`: Twilio), what it took is
-`sent` and the rest is sent again; elsewhere (FCM, SMTP) those rows are settled as sent
-(`send_journal.resolve_unknown`: they were written to the provider). Then it carries on
+`sent` and the rest is sent again; push is sent again (each delivery has its own collapse
+identifier, so a device that got the first copy shows one notification); email is settled
+as sent (`send_journal.resolve_unknown`: it was written to the server). Then it carries on
 with what is still queued.
 """
 
@@ -59,6 +60,7 @@ from spoke.messaging.providers.base import (
 from spoke.messaging.providers.fcm import WARM_CONNECTIONS, FcmProvider, RetryPolicy
 from spoke.messaging.send_journal import (
     OUTCOME_CONFIRMED,
+    AfterCrash,
     DeliveryGate,
     SendJournal,
     resolve_unknown,
@@ -138,12 +140,11 @@ def run(
         except (ProviderConfigError, providers_config.ProviderNotConfigured) as exc:
             provider, error = None, str(exc)
         # A provider that can say what it took is asked (in `_send_all`) before anything is
-        # sent; the others' in-flight rows are settled here.
-        confirming = isinstance(provider, ChannelSender) and provider.confirms
+        # sent; the others' in-flight rows are dealt with here.
+        after_crash = _after_crash(provider)
+        confirming = after_crash == "confirm"
         stale = (
-            resolve_unknown(session, notification_id, owner, settle=not confirming)
-            if earlier_run
-            else 0
+            resolve_unknown(session, notification_id, owner, then=after_crash) if earlier_run else 0
         )
         stale_since = pending.started_at if confirming and stale else None
         walk = _Walk(planned_all=_plan_if_small(session, pending)) if provider else _Walk()
@@ -153,8 +154,10 @@ def run(
             else None
         )
         local_time = pending.delivery_time_of_day is not None  # else nothing can wait
-    if stale and not confirming:
+    if stale and after_crash == "settle":
         log.warning("fanout.outcome_unknown", notification_id=notification_id, count=stale)
+    elif stale and after_crash == "resend":
+        log.warning("fanout.resent_after_crash", notification_id=notification_id, count=stale)
     parked: list[datetime | None] = []
 
     def finish(session: Session) -> None:
@@ -229,6 +232,12 @@ def _first_batch(session: Session, notification: Notification, walk: _Walk) -> _
     return content, batch
 
 
+def _after_crash(provider: Sendable | None) -> AfterCrash:
+    if isinstance(provider, ChannelSender):
+        return provider.after_crash
+    return "resend"  # push: one collapse identifier per delivery (`_messages`)
+
+
 def _fail(
     sessions: sessionmaker[Session],
     notification_id: str,
@@ -243,7 +252,7 @@ def _fail(
         pass
     with session_scope(sessions) as session:
         # What this run had already written stays as written (outcome unknown).
-        resolve_unknown(session, notification_id, owner="", settle=True)
+        resolve_unknown(session, notification_id, owner="", then="settle")
         session.execute(
             sa.update(Delivery)
             .where(Delivery.notification_id == notification_id, Delivery.status == "queued")

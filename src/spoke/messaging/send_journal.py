@@ -9,19 +9,22 @@ A delivery is `queued` until its first request is about to be written. Then:
 The mark (`status = sending`, `send_attempt = <lease owner>`) is committed in a short
 transaction on the event loop's own thread, and the requests it covers are written right
 after the commit returns, before the loop runs anything else: a `sending` row from a dead
-attempt was written to the provider, except in the microseconds between that commit and
-the last of its writes. Outcomes, and refusals that put a delivery back to `queued` while
-it waits for a retry, ride on the same transactions. Transactions are grouped: everything
-that became ready within `interval` seconds goes in one, which also renews the lease, so a
-worker that lost its lease marks and records nothing. The wait between transactions grows
-with how long the last one took, so they never take more than about a fifth of the loop.
+attempt was written to the provider, except in the window between that commit and the
+last of its writes (~0.1 ms, up to a few ms on a loaded machine). Outcomes, and refusals
+that put a delivery back to `queued` while it waits for a retry, ride on the same
+transactions. Transactions are grouped: everything that became ready within `interval`
+seconds goes in one, which also renews the lease, so a worker that lost its lease marks and
+records nothing. The wait between transactions grows with how long the last one took, so
+they never take more than about a fifth of the loop.
 
-`resolve_unknown` is what a resumed run does with `sending` rows of a dead attempt. Where
-the provider can be asked (Twilio lists the messages it took), the run asks it and
-`settle_stale` records the answers: what arrived is `sent` with the reason
-`confirmed_after_crash`, what didn't is `queued` again and sent. FCM and SMTP can't be
-asked, and re-sending would duplicate almost all of them, so they count as `sent` with the
-reason `outcome_unknown_after_crash`.
+`resolve_unknown` is what a resumed run does with `sending` rows of a dead attempt, per
+channel (`AfterCrash`). Push is sent again: a device shows one notification per delivery's
+collapse identifier, so the copy it may already hold is replaced, and the window above
+loses nothing. Where the provider can be asked (Twilio lists the messages it took), the run
+asks it and `settle_stale` records the answers: what arrived is `sent` with the reason
+`confirmed_after_crash`, what didn't is `queued` again and sent. An SMTP server can't be
+asked and a second email is a second email, so those count as `sent` with the reason
+`outcome_unknown_after_crash`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,21 +78,37 @@ def _stale(notification_id: str) -> sa.ColumnElement[bool]:
     return sa.and_(Delivery.notification_id == notification_id, Delivery.status == "sending")
 
 
-def resolve_unknown(session: Session, notification_id: str, owner: str, *, settle: bool) -> int:
+# What becomes of the deliveries a dead run left `sending` (its requests were written, or
+# were about to be: see the fan-out's module doc):
+# - "resend": queued and sent again. Push: each delivery carries its own collapse identifier
+#   (Android notification tag, APNs collapse id), so a second copy replaces the first on
+#   the device, which shows one notification, and none is lost.
+# - "confirm": left for the provider to say which it took (`settle_stale`). SMS: Twilio lists
+#   its messages.
+# - "settle": sent with an unknown outcome. Email: an SMTP server can't be asked, and a
+#   second copy is a second email in the inbox.
+AfterCrash = Literal["resend", "confirm", "settle"]
+
+
+def resolve_unknown(session: Session, notification_id: str, owner: str, *, then: AfterCrash) -> int:
     """Deal with what a dead attempt left `sending`; returns how many rows it left.
 
-    With `settle`, they become `sent` with an unknown outcome; without, they stay for the
-    provider to confirm (`settle_stale`). Rows without `send_attempt` were claimed by a
-    release that marked whole batches before sending; like that release, this one sends
-    them again."""
+    Rows without `send_attempt` were claimed by a release that marked whole batches before
+    sending; like that release, this one sends them again."""
     stale = _stale(notification_id)
     of_dead_run = sa.and_(stale, Delivery.send_attempt.is_not(None), Delivery.send_attempt != owner)
-    if settle:
+    if then == "settle":
         left = rowcount(
             session.execute(
                 sa.update(Delivery)
                 .where(of_dead_run)
                 .values(status="sent", reason=OUTCOME_UNKNOWN, sent_at=utcnow())
+            )
+        )
+    elif then == "resend":
+        left = rowcount(
+            session.execute(
+                sa.update(Delivery).where(of_dead_run).values(status="queued", send_attempt=None)
             )
         )
     else:

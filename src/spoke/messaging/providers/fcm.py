@@ -74,8 +74,13 @@ def encode(message: PushMessage, *, validate_only: bool = False) -> bytes:
     if data:
         fcm["data"] = data
     if message.collapse_key:
+        # Android and web show one notification per tag, iOS one per collapse id: a second
+        # copy of a message (re-sent after a crash) replaces the first instead of adding one.
         fcm["android"] = {"collapse_key": message.collapse_key}
         fcm["apns"] = {"headers": {"apns-collapse-id": message.collapse_key[:64]}}
+        if notification:
+            fcm["android"]["notification"] = {"tag": message.collapse_key}
+            fcm["webpush"] = {"notification": {"tag": message.collapse_key}}
     request: dict[str, Any] = {"message": fcm}
     if validate_only:
         request["validate_only"] = True

@@ -315,6 +315,13 @@ async def messages(request: Request) -> Response:
     return _json({"count": len(found), "messages": found})
 
 
+async def shown(request: Request) -> Response:
+    """What one device's notification tray shows (`FcmStore.shown`), oldest first."""
+    store: FcmStore = request.app.state.store
+    tray = store.shown(request.path_params["token"])
+    return _json({"count": len(tray), "notifications": tray})
+
+
 async def clear_messages(request: Request) -> Response:
     request.app.state.store.messages.clear()
     return Response(status_code=204)
@@ -406,6 +413,7 @@ def create_fcm_app(store: FcmStore | None = None) -> FcmApp:
         routes=[
             Route("/token", token, methods=["POST"]),
             Route("/_fcm/service-accounts", create_account, methods=["POST"]),
+            Route("/_fcm/tokens/{token}/shown", shown, methods=["GET"]),
             Route("/_fcm/tokens/{token:path}", set_token_state, methods=["PUT"]),
             Route("/_fcm/faults", add_fault, methods=["POST"]),
             Route("/_fcm/config", config, methods=["PUT"]),

@@ -119,6 +119,19 @@ class FcmStore:
         )
         return name
 
+    def shown(self, token: str) -> list[dict[str, Any]]:
+        """What the device of `token` shows: one entry per notification message, where a
+        later one with the same tag (Android, web) or collapse id (iOS) replaces the
+        earlier. Data-only messages are the app's to show and are left out."""
+        tray: dict[str, dict[str, Any]] = {}
+        for message in self.messages:
+            if message.get("token") != token or "notification" not in message:
+                continue
+            key = display_tag(message) or message["name"]
+            tray.pop(key, None)  # a replaced notification moves to the newest place
+            tray[key] = message
+        return list(tray.values())
+
     def reset(self) -> None:
         self.token_states.clear()
         self.faults.clear()
@@ -128,3 +141,18 @@ class FcmStore:
         self.latency_ms = 0.0
         self.report = None
         self.default_token_state = "valid"  # noqa: S105 (a state name)
+
+
+def display_tag(message: dict[str, Any]) -> str | None:
+    """The identifier a device collapses notifications on, if the message has one."""
+    for platform, path in (
+        ("android", ("notification", "tag")),
+        ("webpush", ("notification", "tag")),
+        ("apns", ("headers", "apns-collapse-id")),
+    ):
+        node: Any = message.get(platform)
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str) and node:
+            return node
+    return None
