@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from spoke.core import leases
 from spoke.core.db import session_scope
+from spoke.core.table_stats import GrowingTables
 from spoke.hubspot import (
     BlockingClient,
     Filter,
@@ -61,6 +62,7 @@ class LaneJob:
     owner: str
     lease_seconds: float
     properties: list[str]
+    grown: GrowingTables  # the tables the run fills, analyzed as they grow
 
 
 @dataclass
@@ -214,7 +216,8 @@ def _commit(job: LaneJob, contacts: list[SimplePublicObject], keep: Keep) -> dic
         # created since, above everything the list saw.
         checkpoint["finished"] = bool(checkpoint.get("list_done"))
         run.checkpoint = checkpoint
-        return checkpoint
+    job.grown.wrote(len(mine))
+    return checkpoint
 
 
 __all__ = ["LaneJob", "run_both_lanes"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from spoke.core.crypto import Encryptor
 from spoke.core.db import session_scope
 from spoke.core.errors import Conflict, NotFound
 from spoke.core.ids import new_id
+from spoke.core.table_stats import GrowingTables
 from spoke.hubspot import BlockingClient, SearchRequest
 from spoke.sync import backfill_lanes as lanes
 from spoke.sync import backfill_to_hubspot as to_hubspot
@@ -210,6 +212,7 @@ def _to_hubspot(job: _Job, workspace_id: str, concurrency: int) -> None:
         return
     frontier = IdFrontier.from_checkpoint(checkpoint)
     pages = to_hubspot.plan_pages(job.sessions, workspace_id, frontier)
+    grown = GrowingTables(job.sessions.kw["bind"], ["contact_links"])
     with ThreadPoolExecutor(concurrency, thread_name_prefix="sync-run") as pool:
         running: set[Future[None]] = set()
         for page in pages:
@@ -217,20 +220,25 @@ def _to_hubspot(job: _Job, workspace_id: str, concurrency: int) -> None:
                 finished, running = wait(running, return_when=FIRST_EXCEPTION)
                 for future in finished:
                     future.result()  # a failed page stops the run; the job retries it
-            running.add(
-                pool.submit(
-                    to_hubspot.process_page,
-                    job.sessions,
-                    job.hs,
-                    job.run_id,
-                    job.owner,
-                    job.lease_seconds,
-                    page,
-                )
+            future = pool.submit(
+                to_hubspot.process_page,
+                job.sessions,
+                job.hs,
+                job.run_id,
+                job.owner,
+                job.lease_seconds,
+                page,
             )
+            future.add_done_callback(partial(_count_page, grown, len(page.user_ids)))
+            running.add(future)
         for future in running:
             future.result()
     job.finish()
+
+
+def _count_page(grown: GrowingTables, rows: int, page: Future[None]) -> None:
+    if page.exception() is None:
+        grown.wrote(rows)
 
 
 def _to_spoke(job: _Job) -> None:
@@ -242,7 +250,15 @@ def _to_spoke(job: _Job) -> None:
         eff = effective(session, ensure_row(session, run.workspace_id))
     props = sorted({m.hubspot for m in eff.mappings} | {"email"})
     lanes.run_both_lanes(
-        lanes.LaneJob(job.sessions, job.hs, job.run_id, job.owner, job.lease_seconds, props)
+        lanes.LaneJob(
+            job.sessions,
+            job.hs,
+            job.run_id,
+            job.owner,
+            job.lease_seconds,
+            props,
+            GrowingTables(job.sessions.kw["bind"], ["users", "contact_links"]),
+        )
     )
 
 

@@ -29,6 +29,8 @@ class User(Base):
         sa.UniqueConstraint("workspace_id", "external_id"),
         sa.Index("ix_users_workspace_email", "workspace_id", "email"),
         sa.Index("ix_users_workspace_updated", "workspace_id", "updated_at", "id"),
+        # Paging a workspace's users in id order (backfills, segment fan-outs, lists).
+        sa.Index("ix_users_workspace_id", "workspace_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
