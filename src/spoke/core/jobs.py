@@ -44,6 +44,11 @@ class JobContext:
     encryptor: Encryptor
     worker_id: str
 
+    def lease_owner(self) -> str:
+        """A lease owner for one attempt of a job: two threads of one process must not
+        share a lease, and the worker id in front tells which process holds it."""
+        return f"{self.worker_id}/{uuid.uuid4().hex[:8]}"
+
 
 # A job takes the context first, then JSON-able keyword arguments.
 JobFunction = Callable[..., None]

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -35,8 +34,7 @@ register_sweepable(EventExportRun, RUN_JOB, "run_id")
 
 @job(RUN_JOB, retries=5, retry_delay=5)
 def run(ctx: JobContext, run_id: str) -> None:
-    # One owner per attempt: two threads of one worker must not share a lease.
-    owner = f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}"
+    owner = ctx.lease_owner()
     export_run.process(
         ctx.sessions,
         ctx.settings,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy.orm import Session
 
 from spoke.core.db import session_scope
@@ -40,7 +38,7 @@ def fan_out(ctx: JobContext, notification_id: str) -> None:
             fanout.fcm_factory(ctx.encryptor, options), ctx.encryptor, ctx.settings, options.retry
         ),
         options=options,
-        owner=f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}",
+        owner=ctx.lease_owner(),
         on_finished=lambda session, done: _report_unavailable(ctx, session, done),
     )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 import weakref
 
 import sqlalchemy as sa
@@ -84,9 +83,9 @@ def manual_run(
             return
         if hand_backs:
             log.info("sync.run_placed", run_id=run_id, hand_backs=hand_backs)
-        # One owner per attempt: two threads of one worker must not share a lease; the
-        # worker id in front is how `run_placement` tells this process's runs apart.
-        owner = f"{ctx.worker_id}/{uuid.uuid4().hex[:8]}"
+        # The worker id in front of the owner is how `run_placement` tells this process's
+        # runs apart.
+        owner = ctx.lease_owner()
         finished = runs.process(
             ctx.sessions,
             ctx.settings,
