@@ -14,7 +14,7 @@ from starlette.responses import Response
 from spoke import __version__
 from spoke.config import get_settings
 from spoke.connections import endpoints as connection_endpoints
-from spoke.core.db import pool_capacity
+from spoke.core.db import kept_connections
 from spoke.core.errors import ServiceUnavailable, install_handlers, responses
 from spoke.core.http import RequestContextMiddleware
 from spoke.core.jobs import EmbeddedWorker
@@ -79,7 +79,7 @@ def create_app(
     )
     app.state.sessions = runtime.sessions
     app.state.read_sessions = runtime.read_sessions
-    app.state.request_slots = RequestSlots(pool_capacity(runtime.engine))
+    app.state.request_slots = RequestSlots(kept_connections(runtime.engine))
     app.state.services = Services(settings, runtime.encryptor, runtime.jobs, runtime.metrics)
     install_handlers(app)
     install_openapi(app)

@@ -44,7 +44,7 @@ class DatabaseSettings(BaseModel):
         ge=1,
         le=500,
         description="Connections kept open per process; as many again may open under load. "
-        "Requests that use the database run at most this many at a time, twice over.",
+        "Requests that use the database run at most this many at a time.",
     )
     pool_timeout: float = Field(
         30.0, gt=0, description="Seconds to wait for a free connection before failing."

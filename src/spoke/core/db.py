@@ -117,12 +117,13 @@ def make_engine(
     )
 
 
-def pool_capacity(engine: Engine) -> int | None:
-    """Most connections the engine's pool hands out at once (None: no fixed bound)."""
+def kept_connections(engine: Engine) -> int | None:
+    """How many connections the engine's pool keeps open (None: no fixed bound). As many
+    again may open under load, but each of those is closed when it is given back."""
     pool = engine.pool
     if not isinstance(pool, QueuePool) or pool._max_overflow < 0:
         return None
-    return pool.size() + pool._max_overflow
+    return int(pool.size())
 
 
 def _json_dumps(value: Any) -> str:

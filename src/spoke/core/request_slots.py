@@ -8,11 +8,15 @@ the pool, while the requests holding the connections waited for a free thread to
 nothing moved until the pool timeout failed the waiters (30 s stalls at 1,000 callers).
 
 The bound is taken on the event loop, before the request uses any thread or connection, and
-given back after its commit or rollback. With `permits` at most the pool's capacity, a
-request inside the bound always finds a connection (it uses one at a time), so no worker
-thread waits on the pool because of other requests; with `permits` below the thread limit,
-even when something else holds connections (the embedded job worker) the threads blocked on
-the pool can't be all of them, so a connection holder always gets a thread to commit.
+given back after its commit or rollback. With `permits` at most the connections the pool
+keeps open, a request inside the bound always finds one (it uses one at a time), so no
+worker thread waits on the pool because of other requests. Not the pool's whole capacity:
+the overflow connections are opened on demand and closed when given back, and under a burst
+requests that used them paid a connect (and PostgreSQL a backend start) each time: 9 % of
+the HTTP process's time in one profile. The overflow is left to jobs and after-commit
+work; with `permits` below the thread limit, even when something else holds connections
+(the embedded job worker) the threads blocked on the pool can't be all of them, so a
+connection holder always gets a thread to commit.
 Growing the pool alone doesn't remove the cycle: a request holds its connection while it
 waits for a thread, so more requests than threads can still hold connections.
 """
