@@ -49,6 +49,14 @@ def _assertion(
     return jwt.encode(signer, claims).decode()
 
 
+def _bearer(fcm: Fcm) -> dict[str, str]:
+    """The header of a send authorised with a freshly issued access token."""
+    token = fcm.http.post(
+        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_token_endpoint_issues_a_token_for_a_correctly_signed_assertion(fcm: Fcm) -> None:
     response = fcm.http.post(
         "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
@@ -97,10 +105,7 @@ def test_send_needs_a_bearer_token_of_the_same_project(fcm: Fcm) -> None:
     anonymous = fcm.http.post("/v1/projects/demo-project/messages:send", json=message)
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["status"] == "UNAUTHENTICATED"
-    token = fcm.http.post(
-        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
-    ).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = _bearer(fcm)
     other = fcm.http.post("/v1/projects/elsewhere/messages:send", json=message, headers=headers)
     assert other.status_code == 403
     no_target = fcm.http.post(
@@ -115,10 +120,7 @@ def test_send_needs_a_bearer_token_of_the_same_project(fcm: Fcm) -> None:
 
 
 def test_latency_and_faults_are_injected_and_messages_are_readable(fcm: Fcm) -> None:
-    token = fcm.http.post(
-        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
-    ).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = _bearer(fcm)
     device = f"d-{uuid.uuid4().hex}"
     message = {"message": {"token": device, "data": {"n": "1"}}}
     assert fcm.http.put("/_fcm/config", json={"latency_ms": 150}).json()["latency_ms"] == 150
@@ -145,10 +147,7 @@ def test_latency_and_faults_are_injected_and_messages_are_readable(fcm: Fcm) -> 
 
 
 def test_a_device_shows_one_notification_per_tag_or_collapse_id(fcm: Fcm) -> None:
-    token = fcm.http.post(
-        "/token", data={"grant_type": JWT_BEARER, "assertion": _assertion(fcm)}
-    ).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = _bearer(fcm)
     device = f"d-{uuid.uuid4().hex}"
 
     def send(title: str, **platforms: object) -> None:
