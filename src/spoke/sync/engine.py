@@ -166,9 +166,11 @@ class Engine:
         """Drain inbound batches and the outbound feed. Returns True when work is left
         (another run holds the lease, or more arrived meanwhile): enqueue again."""
         with session_scope(self.sessions) as session:
-            row = session.get(ContactSyncSettings, self.workspace_id)
-            conn = session.get(HubSpotConnection, self.workspace_id)
-            if row is None or conn is None or conn.status != "connected":
+            # Paused, or a manual run under way: nothing would move (`_load`), so neither
+            # the lease nor a HubSpot client is worth taking. A manual run's page commits
+            # enqueue this job for every batch of users they write; the run enqueues it
+            # once more when it ends, and what waited drains then.
+            if self._ready(session) is None:
                 return False
             if not _claim(session, self.workspace_id, self.owner):
                 return False  # the holder re-checks for work after releasing
@@ -213,13 +215,21 @@ class Engine:
         if not _renew(session, self.workspace_id, self.owner):
             raise LeaseLost(f"sync lease of {self.workspace_id} was taken over")
 
-    def _load(self, session: Session) -> tuple[ContactSyncSettings, Effective, int] | None:
+    def _ready(self, session: Session) -> tuple[ContactSyncSettings, HubSpotConnection] | None:
+        """The settings and connection, if real-time sync may move anything now."""
         row = session.get(ContactSyncSettings, self.workspace_id)
         conn = session.get(HubSpotConnection, self.workspace_id)
         if row is None or conn is None or conn.status != "connected" or row.state != "active":
             return None
         if manual_run_active(session, self.workspace_id):
             return None  # `syncing`: real-time changes wait for the manual run
+        return row, conn
+
+    def _load(self, session: Session) -> tuple[ContactSyncSettings, Effective, int] | None:
+        ready = self._ready(session)
+        if ready is None:
+            return None
+        row, conn = ready
         return row, effective(session, row), conn.app_id or self.settings.hubspot.app_id or 0
 
     # -- reconcile -----------------------------------------------------------------------------
